@@ -1,0 +1,1 @@
+"""The `vessel` command line: Docker's verbs, flags, output and exit codes."""

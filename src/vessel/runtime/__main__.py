@@ -1,0 +1,3 @@
+from vessel.runtime.cli import main
+
+raise SystemExit(main())
