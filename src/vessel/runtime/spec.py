@@ -154,7 +154,7 @@ def load(bundle):
     return parse(raw, bundle)
 
 
-def parse(raw, bundle):
+def parse(raw, bundle, check_rootfs=True):
     """Convert the config.json object into a validated `Spec`."""
     r = _Reader(raw, "config.json")
     version = r.string("ociVersion", required=True)
@@ -173,7 +173,7 @@ def parse(raw, bundle):
         bundle=bundle,
         raw=raw,
     )
-    _validate(spec)
+    _validate(spec, check_rootfs)
     return spec
 
 
@@ -417,8 +417,8 @@ def _linux(r):
     return linux
 
 
-def _validate(spec):
-    if not os.path.isdir(spec.root.path):
+def _validate(spec, check_rootfs):
+    if check_rootfs and not os.path.isdir(spec.root.path):
         raise NotFound(f"rootfs {spec.root.path} does not exist or is not a directory")
     linux = spec.linux
     seen = set()

@@ -1,0 +1,105 @@
+"""The last steps before execve, shared by create (init) and exec.
+
+Order: rlimits, personality, user groups and ids (keeping capabilities across
+the switch), capabilities, no_new_privs, seccomp, then execve. Runs only in a
+freshly forked child; any failure is reported by the caller and ends the child.
+"""
+
+import os
+
+from vessel.errors import NotFound, PermissionDenied
+from vessel.runtime import linux
+
+__all__ = ["ExecError", "find_executable", "finalize_and_exec", "environment"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class ExecError(NotFound):
+    """The program named by process.args cannot be found (Docker's exit 127)."""
+
+
+def environment(env_list):
+    env = {}
+    for entry in env_list:
+        key, _, value = entry.partition("=")
+        env[key] = value
+    return env
+
+
+def find_executable(name, env):
+    """Resolve args[0] like runc: a path as given, else a search of the container's PATH."""
+    if "/" in name:
+        try:
+            st = os.stat(name)
+        except FileNotFoundError:
+            raise ExecError(f'exec: "{name}": stat {name}: no such file or directory') from None
+        if not os.access(name, os.X_OK) or (st.st_mode & 0o170000) == 0o040000:
+            raise PermissionDenied(f'exec: "{name}": permission denied')
+        return name
+    for directory in env.get("PATH", DEFAULT_PATH).split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if (st.st_mode & 0o170000) == 0o100000 and os.access(candidate, os.X_OK):
+            return candidate
+    raise ExecError(f'exec: "{name}": executable file not found in $PATH')
+
+
+def apply_rlimits(rlimits):
+    import resource  # C module, cheap
+
+    for limit in rlimits:
+        try:
+            resource.setrlimit(limit.resource, (_rlim(limit.soft), _rlim(limit.hard)))
+        except (ValueError, OSError) as exc:
+            raise PermissionDenied(
+                f"cannot set {limit.type} to soft={limit.soft} hard={limit.hard}: {exc}; "
+                "raising a hard limit needs CAP_SYS_RESOURCE") from None
+
+
+def _rlim(value):
+    return -1 if value >= 2**63 else value
+
+
+def finalize_and_exec(proc, executable, seccomp_program=None, seccomp_flags=(), preserve_fds=0,
+                      caps=None, on_listener=None):
+    """Apply the process settings and replace this process with the container's program."""
+    apply_rlimits(proc.rlimits)
+    user = proc.user
+    if user.umask is not None:
+        os.umask(user.umask)
+    else:
+        os.umask(0o022)
+    capabilities = _capabilities_module() if caps is not None else None
+    if capabilities is not None:
+        capabilities.apply_before_user_switch(caps)
+    os.setgroups(list(user.additional_gids))
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    if capabilities is not None:
+        capabilities.apply_after_user_switch(caps)
+    if proc.no_new_privileges:
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    if seccomp_program is not None:
+        from vessel.runtime import seccomp
+
+        listener = seccomp.install(seccomp_program, seccomp_flags)
+        if listener is not None and on_listener is not None:
+            on_listener(listener)
+    for fd in range(3, 3 + preserve_fds):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    env = environment(proc.env)
+    os.execve(executable, proc.args, env)
+
+
+def _capabilities_module():
+    from vessel.runtime import capabilities
+
+    return capabilities
+

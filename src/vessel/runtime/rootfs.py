@@ -1,0 +1,396 @@
+"""Building the container's filesystem view: mounts, devices, pivot_root.
+
+Runs in the container's init, in its new mount namespace, before and after
+pivot_root. Every mount target is resolved inside the rootfs (paths.py) and
+mounted through its /proc/self/fd/N magic link, never through a path string
+that a racing container could swap for a symlink.
+"""
+
+import os
+import stat
+
+from vessel.errors import InvalidArgument
+from vessel.runtime import linux, paths
+
+__all__ = ["parse_options", "prepare_rootfs", "pivot", "finish_rootfs"]
+
+L = linux
+# option -> (flags to set, flags to clear)
+_FLAG_OPTIONS = {
+    "defaults": (0, 0), "ro": (L.MS_RDONLY, 0), "rw": (0, L.MS_RDONLY),
+    "nosuid": (L.MS_NOSUID, 0), "suid": (0, L.MS_NOSUID), "nodev": (L.MS_NODEV, 0), "dev": (0, L.MS_NODEV),
+    "noexec": (L.MS_NOEXEC, 0), "exec": (0, L.MS_NOEXEC), "sync": (L.MS_SYNCHRONOUS, 0),
+    "async": (0, L.MS_SYNCHRONOUS), "dirsync": (L.MS_DIRSYNC, 0), "remount": (L.MS_REMOUNT, 0),
+    "mand": (L.MS_MANDLOCK, 0), "nomand": (0, L.MS_MANDLOCK), "atime": (0, L.MS_NOATIME),
+    "noatime": (L.MS_NOATIME, 0), "diratime": (0, L.MS_NODIRATIME), "nodiratime": (L.MS_NODIRATIME, 0),
+    "relatime": (L.MS_RELATIME, 0), "norelatime": (0, L.MS_RELATIME),
+    "strictatime": (L.MS_STRICTATIME, 0), "nostrictatime": (0, L.MS_STRICTATIME),
+    "lazytime": (L.MS_LAZYTIME, 0), "nolazytime": (0, L.MS_LAZYTIME),
+    "nosymfollow": (L.MS_NOSYMFOLLOW, 0), "symfollow": (0, L.MS_NOSYMFOLLOW),
+    "silent": (L.MS_SILENT, 0), "loud": (0, L.MS_SILENT),
+    "bind": (L.MS_BIND, 0), "rbind": (L.MS_BIND | L.MS_REC, 0),
+}
+_PROPAGATION = {
+    "private": L.MS_PRIVATE, "rprivate": L.MS_PRIVATE | L.MS_REC,
+    "shared": L.MS_SHARED, "rshared": L.MS_SHARED | L.MS_REC,
+    "slave": L.MS_SLAVE, "rslave": L.MS_SLAVE | L.MS_REC,
+    "unbindable": L.MS_UNBINDABLE, "runbindable": L.MS_UNBINDABLE | L.MS_REC,
+}
+# options runtimes accept and act on elsewhere, or that carry no meaning for mount(2)
+_EXTENSION_OPTIONS = {"tmpcopyup", "notmpcopyup", "copy-symlink", "z", "Z", "U", "private-ish"}
+_UNSUPPORTED = {"idmap", "ridmap", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec",
+                "rnodiratime", "rdiratime", "rrelatime", "rnorelatime", "rnoatime", "ratime",
+                "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow"}
+
+_ST_FLAGS = ((os.ST_RDONLY, L.MS_RDONLY), (os.ST_NOSUID, L.MS_NOSUID), (os.ST_NODEV, L.MS_NODEV),
+             (os.ST_NOEXEC, L.MS_NOEXEC), (os.ST_NOATIME, L.MS_NOATIME),
+             (os.ST_NODIRATIME, L.MS_NODIRATIME), (os.ST_RELATIME, L.MS_RELATIME))
+
+DEFAULT_DEVICES = (
+    # path, major, minor
+    ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0),
+)
+_DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+              ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
+
+
+class MountOptions:
+    __slots__ = ("flags", "clear", "propagation", "data", "extensions")
+
+    def __init__(self, flags, clear, propagation, data, extensions):
+        self.flags = flags
+        self.clear = clear
+        self.propagation = propagation
+        self.data = data
+        self.extensions = extensions
+
+
+def parse_options(options, where="mount"):
+    """OCI mount options -> flags, propagation flags and the fs data string."""
+    flags = clear = 0
+    propagation = []
+    data = []
+    extensions = set()
+    for option in options:
+        if option in _FLAG_OPTIONS:
+            on, off = _FLAG_OPTIONS[option]
+            flags = (flags | on) & ~off
+            clear = (clear | off) & ~on
+        elif option in _PROPAGATION:
+            propagation.append(_PROPAGATION[option])
+        elif option in _EXTENSION_OPTIONS:
+            extensions.add(option)
+        elif option in _UNSUPPORTED:
+            raise InvalidArgument(f"{where}: mount option {option!r} is not supported yet")
+        elif not option:
+            raise InvalidArgument(f"{where}: empty mount option")
+        else:
+            data.append(option)
+    return MountOptions(flags, clear, propagation, ",".join(data) or None, extensions)
+
+
+# -- before pivot_root ---------------------------------------------------------
+
+def prepare_rootfs(spec, cgroup_mounts, in_user_ns):
+    """Mount everything into the rootfs; returns an fd of the rootfs for pivot."""
+    linux_cfg = spec.linux
+    propagation = _PROPAGATION.get(linux_cfg.rootfs_propagation or "", L.MS_SLAVE | L.MS_REC)
+    L.mount(None, "/", None, propagation | L.MS_REC if propagation & L.MS_REC else propagation)
+    rootfs = spec.root.path
+    _make_parent_private(rootfs)
+    L.mount(rootfs, rootfs, None, L.MS_BIND | L.MS_REC)
+    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    has_dev_mount = False
+    for index, mount in enumerate(spec.mounts):
+        where = f"mounts[{index}] ({mount.destination})"
+        opts = parse_options(mount.options, where)
+        kind = mount.type or ("bind" if opts.flags & L.MS_BIND else None)
+        try:
+            if kind == "cgroup" or kind == "cgroup2":
+                _mount_cgroup(root_fd, mount, opts, cgroup_mounts, spec)
+            else:
+                _mount_one(root_fd, mount, opts, kind, spec.bundle, where)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{where}: {exc.strerror}", exc.filename) from None
+        if os.path.normpath(mount.destination) == "/dev":
+            has_dev_mount = True
+    _create_devices(root_fd, spec.linux.devices, in_user_ns, has_dev_mount)
+    return root_fd
+
+
+def _make_parent_private(rootfs):
+    """pivot_root refuses a new root whose parent mount is shared."""
+    path = os.path.dirname(rootfs)
+    mountpoints = _mountpoints()
+    while path not in mountpoints and path != "/":
+        path = os.path.dirname(path)
+    try:
+        L.mount(None, path, None, L.MS_PRIVATE)
+    except OSError:
+        pass
+
+
+def _mountpoints():
+    points = set()
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            points.add(line.split(b" ", 5)[4].decode().replace("\\040", " "))
+    return points
+
+
+def _mount_one(root_fd, mount, opts, kind, bundle, where):
+    is_bind = bool(opts.flags & L.MS_BIND) or kind in ("bind", "rbind")
+    flags = opts.flags
+    if kind == "rbind":
+        flags |= L.MS_BIND | L.MS_REC
+    elif kind == "bind":
+        flags |= L.MS_BIND
+    source = mount.source
+    directory = True
+    if is_bind:
+        if not source:
+            raise InvalidArgument(f"{where}: a bind mount needs a source")
+        if not source.startswith("/"):
+            source = os.path.join(bundle, source)
+        try:
+            directory = stat.S_ISDIR(os.stat(source).st_mode)
+        except FileNotFoundError:
+            raise InvalidArgument(f"{where}: bind source {source} does not exist") from None
+    special = kind in ("proc", "sysfs")
+    target_fd = paths.ensure_in_root(root_fd, mount.destination, directory=directory,
+                                     follow_last=not special)
+    try:
+        target = paths.fd_path(target_fd)
+        if special:
+            _check_plain_directory(target_fd, mount.destination)
+        data = opts.data
+        if kind == "sysfs" or kind == "proc":
+            fstype = kind
+        elif is_bind:
+            fstype = None
+        else:
+            fstype = kind
+        try:
+            L.mount(source if is_bind else (source or kind), target, fstype,
+                    flags & ~L.MS_RDONLY if is_bind else flags, data)
+        except PermissionError:
+            if kind != "sysfs":
+                raise
+            # no private network namespace (or a user namespace): bind the host's /sys instead
+            L.mount("/sys", target, None, L.MS_BIND | L.MS_REC)
+            flags |= L.MS_BIND
+            is_bind = True
+        # the fd still names the directory under the new mount: look the mount up again
+        os.close(target_fd)
+        target_fd = paths.open_in_root(root_fd, mount.destination)
+        target = paths.fd_path(target_fd)
+        if is_bind and flags & ~(L.MS_BIND | L.MS_REC):
+            _remount_bind(target, flags)
+        for propagation in opts.propagation:
+            L.mount(None, target, None, propagation)
+    finally:
+        os.close(target_fd)
+
+
+def _remount_bind(target, flags):
+    """Apply ro/nosuid/... to a bind mount, keeping flags the kernel locked."""
+    wanted = (flags & ~L.MS_REC) | L.MS_BIND | L.MS_REMOUNT
+    try:
+        L.mount(None, target, None, wanted)
+    except PermissionError:
+        current = os.statvfs(target).f_flag
+        for st_flag, ms_flag in _ST_FLAGS:
+            if current & st_flag:
+                wanted |= ms_flag
+        L.mount(None, target, None, wanted)
+
+
+O_DIRECTORY_PATH = paths.O_PATH | os.O_DIRECTORY
+
+
+def _reopened(root_fd, destination):
+    """/proc/self/fd path of `destination` as it is now (after a mount on it).
+
+    The fd is left open for the life of the init: it is close-on-exec."""
+    return paths.fd_path(paths.open_in_root(root_fd, destination))
+
+
+def _check_plain_directory(fd, destination):
+    st = os.fstat(fd)
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidArgument(f"{destination} must be mounted on an ordinary directory")
+
+
+def _mount_cgroup(root_fd, mount, opts, cgroup_mounts, spec):
+    """/sys/fs/cgroup inside the container: the container's own cgroups, read-only by default."""
+    target_fd = paths.ensure_in_root(root_fd, mount.destination)
+    flags = opts.flags | L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC
+    new_cgroupns = spec.linux.namespace("cgroup") is not None
+    try:
+        target = paths.fd_path(target_fd)
+        if cgroup_mounts and cgroup_mounts[0][0] == "":  # unified hierarchy
+            if new_cgroupns:
+                L.mount("cgroup2", target, "cgroup2", flags)
+            else:
+                L.mount(cgroup_mounts[0][1], target, None, L.MS_BIND | L.MS_REC)
+                _remount_bind(_reopened(root_fd, mount.destination), flags | L.MS_BIND)
+            return
+        L.mount("tmpfs", target, "tmpfs", flags & ~L.MS_RDONLY, "mode=755")
+        os.close(target_fd)
+        target_fd = paths.open_in_root(root_fd, mount.destination, O_DIRECTORY_PATH)
+        target = paths.fd_path(target_fd)
+        for entry in cgroup_mounts:
+            name, host_dir, options = entry[0], entry[1], entry[2]
+            sub_fd = paths.ensure_in_root(root_fd, f"{mount.destination}/{name}")
+            try:
+                sub = paths.fd_path(sub_fd)
+                if new_cgroupns:
+                    L.mount("cgroup", sub, "cgroup", flags, options)
+                else:
+                    L.mount(host_dir, sub, None, L.MS_BIND | L.MS_REC)
+                    _remount_bind(_reopened(root_fd, f"{mount.destination}/{name}"), flags | L.MS_BIND)
+            finally:
+                os.close(sub_fd)
+            for link in (entry[3] if len(entry) > 3 else ()):
+                try:
+                    os.symlink(name, link, dir_fd=target_fd)
+                except FileExistsError:
+                    pass
+        if flags & L.MS_RDONLY:
+            L.mount(None, target, None, (flags | L.MS_REMOUNT) & ~L.MS_REC)
+    finally:
+        os.close(target_fd)
+
+
+def _create_devices(root_fd, devices, in_user_ns, has_dev_mount):
+    wanted = [(path, "c", major, minor, 0o666, 0, 0) for path, major, minor in DEFAULT_DEVICES]
+    configured = {d.path for d in devices}
+    wanted = [w for w in wanted if w[0] not in configured]
+    wanted += [(d.path, d.type, d.major or 0, d.minor or 0,
+                0o666 if d.file_mode is None else d.file_mode, d.uid or 0, d.gid or 0) for d in devices]
+    for path, kind, major, minor, mode, uid, gid in wanted:
+        _make_device(root_fd, path, kind, major, minor, mode, uid, gid, in_user_ns)
+    if not has_dev_mount:
+        return
+    for target, link in _DEV_LINKS:
+        _symlink_in_root(root_fd, target, link)
+    _symlink_in_root(root_fd, "pts/ptmx", "/dev/ptmx")
+
+
+def _symlink_in_root(root_fd, target, link):
+    parent_fd = paths.ensure_in_root(root_fd, os.path.dirname(link))
+    try:
+        os.symlink(target, os.path.basename(link), dir_fd=parent_fd)
+    except FileExistsError:
+        pass
+    finally:
+        os.close(parent_fd)
+
+
+_KIND = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+def _make_device(root_fd, path, kind, major, minor, mode, uid, gid, in_user_ns):
+    parent_fd = paths.ensure_in_root(root_fd, os.path.dirname(path))
+    name = os.path.basename(path)
+    try:
+        try:
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if stat.S_IFMT(st.st_mode) == _KIND[kind] and os.major(st.st_rdev) == major \
+                    and os.minor(st.st_rdev) == minor:
+                return
+            if stat.S_ISDIR(st.st_mode):
+                raise InvalidArgument(f"cannot create device {path}: a directory is in the way")
+            os.unlink(name, dir_fd=parent_fd)
+        if in_user_ns:
+            # mknod is not allowed in a user namespace: bind the host's node instead
+            host = f"/dev/{name}" if path.startswith("/dev/") else path
+            fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
+                         0o644, dir_fd=parent_fd)
+            os.close(fd)
+            node_fd = paths.open_in_root(parent_fd, name)
+            try:
+                L.mount(host, paths.fd_path(node_fd), None, L.MS_BIND)
+            finally:
+                os.close(node_fd)
+            return
+        os.mknod(name, _KIND[kind] | (mode & 0o7777), os.makedev(major, minor), dir_fd=parent_fd)
+        node_fd = paths.open_in_root(parent_fd, name)
+        try:
+            os.chown(paths.fd_path(node_fd), uid, gid)
+            os.chmod(paths.fd_path(node_fd), mode & 0o7777)
+        finally:
+            os.close(node_fd)
+    finally:
+        os.close(parent_fd)
+
+
+# -- pivot_root and after --------------------------------------------------------
+
+def pivot(root_fd, no_pivot=False):
+    """Make the rootfs the new "/" and detach the old root."""
+    if no_pivot:
+        os.chdir(paths.fd_path(root_fd))
+        L.mount(".", "/", None, L.MS_MOVE)
+        os.chroot(".")
+        os.chdir("/")
+        return
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    new_root = os.open(paths.fd_path(root_fd), os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(new_root)
+        L.pivot_root(".", ".")
+        os.fchdir(old_root)
+        L.mount(None, ".", None, L.MS_SLAVE | L.MS_REC)
+        L.umount2(".", L.MNT_DETACH)
+        os.chdir("/")
+    finally:
+        os.close(old_root)
+        os.close(new_root)
+
+
+def finish_rootfs(spec):
+    """After pivot_root: masked and read-only paths, read-only root, propagation."""
+    linux_cfg = spec.linux
+    for path in linux_cfg.masked_paths:
+        mask_path(path)
+    for path in linux_cfg.readonly_paths:
+        readonly_path(path)
+    if spec.root.readonly:
+        _remount_bind("/", L.MS_BIND | L.MS_RDONLY)
+    if linux_cfg.rootfs_propagation:
+        L.mount(None, "/", None, _PROPAGATION[linux_cfg.rootfs_propagation])
+
+
+def mask_path(path):
+    """Hide `path`: /dev/null over a file, an empty read-only tmpfs over a directory."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise InvalidArgument(f"masked path {path} is a symlink")
+    if stat.S_ISDIR(st.st_mode):
+        L.mount("tmpfs", path, "tmpfs", L.MS_RDONLY, "size=0")
+        return
+    null = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        nst = os.fstat(null)
+        if not stat.S_ISCHR(nst.st_mode) or (os.major(nst.st_rdev), os.minor(nst.st_rdev)) != (1, 3):
+            raise InvalidArgument("/dev/null in the container is not the null device; refusing to mask with it")
+        L.mount(paths.fd_path(null), path, None, L.MS_BIND)
+    finally:
+        os.close(null)
+
+
+def readonly_path(path):
+    try:
+        os.stat(path, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    L.mount(path, path, None, L.MS_BIND | L.MS_REC)
+    _remount_bind(path, L.MS_BIND | L.MS_RDONLY)

@@ -1,0 +1,1 @@
+"""One module per runtime verb; each exposes `main(ctx, opts, args) -> exit code`."""

@@ -1,0 +1,20 @@
+"""vessel-runtime create: set up a container and leave it waiting for start."""
+
+from vessel.errors import InvalidArgument
+from vessel.runtime import launcher
+
+__all__ = ["main", "preserve_fds"]
+
+
+def preserve_fds(opts):
+    value = opts.get("preserve-fds") or "0"
+    if not value.isdigit():
+        raise InvalidArgument(f"invalid --preserve-fds value {value!r}")
+    return int(value)
+
+
+def main(ctx, opts, args):
+    launcher.create(ctx, args[0], opts.get("bundle") or ".", console_socket=opts.get("console-socket"),
+                    pid_file=opts.get("pid-file"), no_pivot=bool(opts.get("no-pivot")),
+                    preserve_fds=preserve_fds(opts))
+    return 0

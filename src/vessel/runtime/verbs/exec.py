@@ -1,0 +1,193 @@
+"""vessel-runtime exec: run another process inside a running container.
+
+The runtime forks a child that joins the container's namespaces, and that
+child forks the process itself (a pid namespace applies to children only), so
+the new process is a member of every namespace of the container. The runtime
+is a child subreaper, so it inherits and can wait for that process.
+"""
+
+import _signal
+import os
+
+from vessel.errors import Conflict, InvalidArgument
+from vessel.runtime import container as ctr
+from vessel.runtime import foreground, jsonio, launcher, linux, process, spec as oci, sync
+
+__all__ = ["main"]
+
+_NS_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+
+
+def main(ctx, opts, args):
+    container = ctr.Container.load(ctx.root, args[0])
+    status = container.status()
+    if status == ctr.PAUSED and not opts.get("ignore-paused"):
+        raise Conflict(f"cannot exec in paused container {container.id}")
+    if status not in (ctr.CREATED, ctr.RUNNING, ctr.PAUSED):
+        raise Conflict(f"cannot exec in a stopped container {container.id}")
+    spec_ = launcher.load_config(container)
+    proc = _build_process(spec_, opts, args[1:])
+    detach = bool(opts.get("detach"))
+    console_socket = opts.get("console-socket")
+    if proc.terminal and console_socket is None and detach:
+        raise InvalidArgument("cannot allocate a terminal without --console-socket")
+    relay = None
+    if proc.terminal and console_socket is None:
+        from vessel.runtime.relay import TerminalRelay
+
+        relay = TerminalRelay()
+    console = sync.connect_unix(console_socket) if console_socket else (relay.peer if relay else None)
+    caps = None
+    if proc.capabilities is not None:
+        from vessel.runtime import capabilities
+
+        caps = capabilities.parse(proc.capabilities)
+    program, flags = None, ()
+    if spec_.linux.seccomp is not None:
+        from vessel.runtime import seccomp
+
+        config = seccomp.parse(spec_.linux.seccomp)
+        program, flags = seccomp.compile(config), tuple(config.flags)
+    preserve = opts.get("preserve-fds") or "0"
+    if not preserve.isdigit():
+        raise InvalidArgument(f"invalid --preserve-fds value {preserve!r}")
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    pid = _spawn(container, spec_, proc, console, caps, program, flags, int(preserve))
+    if opts.get("pid-file"):
+        jsonio.write_atomic(os.path.abspath(opts["pid-file"]), str(pid), 0o644)
+    if relay is not None:
+        relay.receive_master()
+    if detach:
+        return 0
+    return foreground.wait_forwarding(pid, relay)
+
+
+def _build_process(spec_, opts, command):
+    if opts.get("process"):
+        try:
+            with open(opts["process"], "rb") as f:
+                raw = jsonio.loads(f.read())
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read --process file: {exc.strerror}") from None
+        except jsonio.JSONError as exc:
+            raise InvalidArgument(f"--process file: {exc}") from None
+        return oci._process(oci._Reader(raw, "process"))
+    if not command:
+        raise InvalidArgument("exec: no command given (args or --process)")
+    base = spec_.process
+    env = list(base.env) + list(opts.get("env", []))
+    user = oci.User(uid=base.user.uid, gid=base.user.gid, umask=base.user.umask,
+                    additional_gids=list(base.user.additional_gids))
+    if opts.get("user"):
+        uid, _, gid = opts["user"].partition(":")
+        if not uid.isdigit() or (gid and not gid.isdigit()):
+            raise InvalidArgument(f"invalid --user {opts['user']!r}: use UID[:GID] numbers")
+        user.uid = int(uid)
+        user.gid = int(gid) if gid else user.gid
+    for value in opts.get("additional-gids", []):
+        if not value.isdigit():
+            raise InvalidArgument(f"invalid --additional-gids value {value!r}")
+        user.additional_gids.append(int(value))
+    caps = base.capabilities
+    if opts.get("cap"):
+        caps = {k: list(v) for k, v in (caps or {}).items()}
+        for cap in opts["cap"]:
+            for kind in ("bounding", "effective", "permitted", "ambient"):
+                caps.setdefault(kind, [])
+                if cap not in caps[kind]:
+                    caps[kind].append(cap)
+    return oci.Process(
+        terminal=bool(opts.get("tty")), console_size=None, user=user, args=list(command), env=env,
+        cwd=opts.get("cwd") or base.cwd, capabilities=caps, rlimits=base.rlimits,
+        no_new_privileges=bool(opts.get("no-new-privs")) or base.no_new_privileges,
+        apparmor_profile=opts.get("apparmor") or base.apparmor_profile, oom_score_adj=None,
+        selinux_label=opts.get("process-label") or base.selinux_label,
+    )
+
+
+def _namespace_fds(container, spec_):
+    fds = []
+    configured = {ns.type for ns in spec_.linux.namespaces}
+    for kind in _NS_ORDER:
+        if kind not in configured:
+            continue
+        flag, name = linux.NAMESPACE_FLAGS[kind]
+        path = f"/proc/{container.pid}/ns/{name}"
+        fds.append((kind, flag, os.open(path, os.O_RDONLY | os.O_CLOEXEC), path))
+    return fds
+
+
+def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds):
+    ns_fds = _namespace_fds(container, spec_)
+    ours, theirs = sync.pair()
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            ours.close()
+            for kind, flag, fd, path in ns_fds:
+                if kind == "user" and os.readlink(path) == os.readlink("/proc/self/ns/user"):
+                    continue
+                linux.setns(fd, flag, path)
+                os.close(fd)
+            if os.fork() == 0:
+                _exec_child(theirs, proc, console, caps, program, flags, preserve_fds)
+            status = 0
+        except BaseException as exc:
+            theirs.send("error", _text(exc))
+        finally:
+            os._exit(status)
+    for _, _, fd, _ in ns_fds:
+        os.close(fd)
+    theirs.close()
+    if console is not None:
+        console.close()
+    os.waitpid(child, 0)
+    try:
+        _, _, _, pid = ours.expect("hello")
+        from vessel.runtime.verbs.kill import cgroup_manager
+
+        manager = cgroup_manager(container)
+        if manager is not None:
+            manager.add(pid)
+        ours.send("go")
+        kind, payload, _, _ = ours.receive()
+        if kind == "error":
+            raise process.ExecError(payload) if payload.startswith("exec:") else Conflict(payload)
+    finally:
+        ours.close()
+    return pid
+
+
+def _text(exc):
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename and str(exc.filename) not in exc.strerror else "")
+    return str(exc) or type(exc).__name__
+
+
+def _exec_child(channel, proc, console, caps, program, flags, preserve_fds):
+    status = 1
+    try:
+        channel.send("hello")
+        channel.expect("go")
+        if proc.terminal:
+            from vessel.runtime import terminal
+
+            master, slave = terminal.open_pty()
+            if proc.console_size is not None:
+                terminal.set_size(master, *proc.console_size)
+            terminal.send_master(console, master)
+            os.close(master)
+            console.close()
+            terminal.become_controlling(slave)
+        os.chdir(proc.cwd)
+        executable = process.find_executable(proc.args[0], process.environment(proc.env))
+        linux.close_range(3 + preserve_fds, flags=1 << 2)
+        for name in ("SIGPIPE", "SIGXFSZ", "SIGINT"):
+            _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
+        process.finalize_and_exec(proc, executable, program, flags, preserve_fds, caps)
+    except BaseException as exc:
+        status = 127 if isinstance(exc, process.ExecError) else 1
+        channel.send("error", _text(exc))
+    finally:
+        os._exit(status)

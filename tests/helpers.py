@@ -1,0 +1,76 @@
+"""Shared test helpers: a busybox root filesystem and OCI bundles built from it.
+
+Everything is made locally from Debian's busybox-static; nothing is downloaded.
+"""
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from vessel.runtime import defaults
+
+BUSYBOX = shutil.which("busybox") or "/usr/bin/busybox"
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+RUNTIME = [sys.executable, "-I", "-S", "-c",
+           f"import sys; sys.path.insert(0, {SRC!r}); from vessel.runtime.cli import main; sys.exit(main())"]
+
+_ROOTFS_CACHE = {}
+
+
+def make_busybox_rootfs(path):
+    """A minimal root filesystem: busybox, its applet links, /etc/passwd and /etc/group."""
+    cached = _ROOTFS_CACHE.get("busybox")
+    if cached and os.path.isdir(cached):
+        subprocess.run(["cp", "-a", cached + "/.", path], check=True)
+        return path
+    os.makedirs(path, exist_ok=True)
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "var", "run"):
+        os.makedirs(os.path.join(path, d), exist_ok=True)
+    os.chmod(os.path.join(path, "tmp"), 0o1777)
+    shutil.copy2(BUSYBOX, os.path.join(path, "bin", "busybox"))
+    applets = subprocess.run([BUSYBOX, "--list-full"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        link = os.path.join(path, applet)
+        if not os.path.lexists(link):
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink("/bin/busybox", link)
+    with open(os.path.join(path, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+                "user:x:1000:1000:user:/home/user:/bin/sh\n")
+    with open(os.path.join(path, "etc", "group"), "w") as f:
+        f.write("root:x:0:\ntty:x:5:\nnogroup:x:65534:\nuser:x:1000:\n")
+    return path
+
+
+def default_config(args=("true",), terminal=False):
+    spec = defaults.default_spec(terminal=terminal, args=args)
+    spec["linux"].pop("seccomp", None)
+    return spec
+
+
+def make_bundle(path, args=("true",), config=None, edit=None):
+    """A bundle dir with a busybox rootfs and a config (Docker defaults unless given)."""
+    os.makedirs(path, exist_ok=True)
+    make_busybox_rootfs(os.path.join(path, "rootfs"))
+    cfg = copy.deepcopy(config) if config is not None else default_config(args)
+    if edit is not None:
+        edit(cfg)
+    write_config(path, cfg)
+    return path
+
+
+def write_config(bundle, cfg):
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+
+
+def runtime(root, *args, check=False, input=None, timeout=60, runtime_cmd=None):
+    """Run vessel-runtime (or another runtime) with --root; returns CompletedProcess."""
+    cmd = list(runtime_cmd or RUNTIME) + ["--root", str(root)] + [str(a) for a in args]
+    proc = subprocess.run(cmd, capture_output=True, input=input, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()}")
+    return proc
