@@ -102,7 +102,7 @@ def _guarded_files():
 @pytest.fixture(autouse=True)
 def leak_guard(request, tmp_path_factory):
     base = str(tmp_path_factory.getbasetemp())
-    prefixes = (base, "/tmp/pytest-")
+    prefixes = (base,)
     before = (_mounts(prefixes), _cgroups(), set(_processes(prefixes)), _netns(), _guarded_files())
     yield
     leaks = []

@@ -68,9 +68,20 @@ def write_config(bundle, cfg):
 
 
 def runtime(root, *args, check=False, input=None, timeout=60, runtime_cmd=None):
-    """Run vessel-runtime (or another runtime) with --root; returns CompletedProcess."""
+    """Run vessel-runtime (or another runtime) with --root; returns CompletedProcess.
+
+    Output goes through temporary files, not pipes: a detached container keeps
+    the runtime's stdio open, and a pipe would never reach end-of-file.
+    """
+    import tempfile
+
     cmd = list(runtime_cmd or RUNTIME) + ["--root", str(root)] + [str(a) for a in args]
-    proc = subprocess.run(cmd, capture_output=True, input=input, timeout=timeout)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.run(cmd, stdout=out, stderr=err, input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL, timeout=timeout)
+        out.seek(0)
+        err.seek(0)
+        proc.stdout, proc.stderr = out.read(), err.read()
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()}")
     return proc

@@ -1,9 +1,11 @@
 """The container's init: the child side of create, from clone to execve.
 
 Runs in the forked copy of the runtime inside the new namespaces. It never
-returns: it either becomes the container's program or reports an error to
-the runtime and exits. Everything it imports is imported before pivot_root,
-so no code from the image can be loaded by this process.
+returns: it either becomes the container's program or reports an error to the
+runtime and exits. It imports nothing: the runtime loads every module it will
+need before the clone, so no code from the image can be loaded by this
+process (and a mapped root that cannot read the interpreter's directory still
+has every module).
 """
 
 import _signal
@@ -31,8 +33,6 @@ class InitConfig:
 def run(cfg):
     """Set up the container and exec its program; never returns."""
     try:
-        if cfg.debug:
-            import traceback  # noqa: F401  (before pivot_root, for error reports)
         channel = cfg.channel
         try:
             executable = _setup(cfg)
@@ -90,7 +90,6 @@ def _setup(cfg):
         hooks.run_hooks("createContainer", spec.hooks.createContainer,
                         {"ociVersion": spec.oci_version, "id": cfg.container_id, "status": "creating",
                          "pid": os.getpid(), "bundle": spec.bundle})
-    _preload(cfg)
     rootfs.pivot(root_fd, cfg.no_pivot)
     os.close(root_fd)
     rootfs.finish_rootfs(spec)
@@ -109,21 +108,6 @@ def _setup(cfg):
     # nothing of the host but stdio, the console and preserved fds may reach the program
     linux.close_range(3 + (cfg.preserve_fds or 0), flags=CLOSE_RANGE_CLOEXEC)
     return executable
-
-
-def _preload(cfg):
-    """Import now what the steps after pivot_root need: nothing may load from the image."""
-    import resource  # noqa: F401  (rlimits)
-
-    spec = cfg.spec
-    if spec.process.terminal:
-        from vessel.runtime import terminal  # noqa: F401
-    if spec.hooks.startContainer:
-        from vessel.runtime import hooks  # noqa: F401
-    if cfg.caps is not None:
-        from vessel.runtime import capabilities  # noqa: F401
-    if cfg.seccomp_program is not None:
-        from vessel.runtime import seccomp  # noqa: F401
 
 
 def _write_sysctl(key, value):

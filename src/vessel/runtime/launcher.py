@@ -173,6 +173,12 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
         cgroup_mounts=manager.mounts(), joins=joins,
         has_runtime_hooks=bool(spec_.hooks.prestart or spec_.hooks.createRuntime), debug=debug,
     )
+    # the init must not import anything: load now what its later steps use
+    from vessel.runtime import process
+
+    process.preload(terminal=spec_.process.terminal, caps=prepared.caps is not None,
+                    seccomp=prepared.seccomp_program is not None,
+                    hooks=bool(spec_.hooks.createContainer or spec_.hooks.startContainer), debug=debug)
     if early_joins or new_time_ns:
         intermediate = os.fork()
         if intermediate == 0:

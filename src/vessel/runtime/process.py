@@ -48,8 +48,28 @@ def find_executable(name, env):
     raise ExecError(f'exec: "{name}": executable file not found in $PATH')
 
 
+def preload(terminal=False, caps=False, seccomp=False, hooks=False, debug=False):
+    """Import now what a container process's later steps need.
+
+    Once a process is in the container's mount namespace nothing may be
+    loaded: that would run code from the image.
+    """
+    import resource  # noqa: F401  (rlimits)
+
+    if debug:
+        import traceback  # noqa: F401  (error reports with --debug)
+    if terminal:
+        from vessel.runtime import terminal as _terminal  # noqa: F401
+    if caps:
+        from vessel.runtime import capabilities  # noqa: F401
+    if seccomp:
+        from vessel.runtime import seccomp as _seccomp  # noqa: F401
+    if hooks:
+        from vessel.runtime import hooks as _hooks  # noqa: F401
+
+
 def apply_rlimits(rlimits):
-    import resource  # C module, cheap
+    import resource
 
     for limit in rlimits:
         try:

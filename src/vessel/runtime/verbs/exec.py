@@ -118,6 +118,7 @@ def _namespace_fds(container, spec_):
 
 
 def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds):
+    process.preload(terminal=proc.terminal, caps=caps is not None, seccomp=program is not None)
     ns_fds = _namespace_fds(container, spec_)
     ours, theirs = sync.pair()
     child = os.fork()
