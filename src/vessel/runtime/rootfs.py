@@ -193,17 +193,24 @@ def _mount_one(root_fd, mount, opts, kind, bundle, where):
         os.close(target_fd)
 
 
-def _remount_bind(target, flags):
-    """Apply ro/nosuid/... to a bind mount, keeping flags the kernel locked."""
+def _remount_bind(target, flags, keep_current=False):
+    """Apply ro/nosuid/... to a bind mount, keeping the flags the kernel locked.
+
+    With `keep_current` the mount's present flags are kept as well (read-only
+    paths and a read-only root change nothing but "ro").
+    """
     wanted = (flags & ~L.MS_REC) | L.MS_BIND | L.MS_REMOUNT
+    if keep_current:
+        wanted |= _current_flags(target)
     try:
         L.mount(None, target, None, wanted)
     except PermissionError:
-        current = os.statvfs(target).f_flag
-        for st_flag, ms_flag in _ST_FLAGS:
-            if current & st_flag:
-                wanted |= ms_flag
-        L.mount(None, target, None, wanted)
+        L.mount(None, target, None, wanted | _current_flags(target))
+
+
+def _current_flags(target):
+    current = os.statvfs(target).f_flag
+    return sum(ms_flag for st_flag, ms_flag in _ST_FLAGS if current & st_flag and ms_flag != L.MS_RDONLY)
 
 
 O_DIRECTORY_PATH = paths.O_PATH | os.O_DIRECTORY
@@ -361,7 +368,7 @@ def finish_rootfs(spec):
     for path in linux_cfg.readonly_paths:
         readonly_path(path)
     if spec.root.readonly:
-        _remount_bind("/", L.MS_BIND | L.MS_RDONLY)
+        _remount_bind("/", L.MS_BIND | L.MS_RDONLY, keep_current=True)
     if linux_cfg.rootfs_propagation:
         L.mount(None, "/", None, _PROPAGATION[linux_cfg.rootfs_propagation])
 
@@ -393,4 +400,4 @@ def readonly_path(path):
     except (FileNotFoundError, NotADirectoryError):
         return
     L.mount(path, path, None, L.MS_BIND | L.MS_REC)
-    _remount_bind(path, L.MS_BIND | L.MS_RDONLY)
+    _remount_bind(path, L.MS_BIND | L.MS_RDONLY, keep_current=True)
