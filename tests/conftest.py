@@ -14,9 +14,12 @@ import uuid
 
 import pytest
 
+from helpers import MANAGED_MOUNT_PREFIXES
+
 RUN_TOKEN = f"vt{uuid.uuid4().hex[:8]}"
 CGROUP_ROOT = "/sys/fs/cgroup"
 GUARDED_DIRS = ("/run/vessel-runtime", "/run/vessel", "/var/lib/vessel")
+
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +45,8 @@ def _mounts(prefixes):
     with open("/proc/self/mountinfo") as f:
         for line in f:
             point = line.split()[4]
+            if any(point == p.rstrip("/") or point.startswith(p) for p in MANAGED_MOUNT_PREFIXES):
+                continue
             if any(point.startswith(p) for p in prefixes) or "vessel" in point or RUN_TOKEN in point:
                 found.add(point)
     return found

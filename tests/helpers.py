@@ -18,6 +18,9 @@ RUNTIME = [sys.executable, "-I", "-S", "-c",
            f"import sys; sys.path.insert(0, {SRC!r}); from vessel.runtime.cli import main; sys.exit(main())"]
 
 _ROOTFS_CACHE = {}
+# mounts below these belong to a module-wide fixture (e.g. a podman's storage)
+# whose teardown removes them; the leak guard does not count them against a test
+MANAGED_MOUNT_PREFIXES = []
 
 
 def make_busybox_rootfs(path):

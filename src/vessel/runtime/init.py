@@ -105,6 +105,7 @@ def _setup(cfg):
     if spec.linux.personality is not None:
         linux.personality(spec.linux.personality)
     executable = process.find_executable(proc.args[0], process.environment(proc.env))
+    process.apply_rlimits(proc.rlimits)
     # nothing of the host but stdio, the console and preserved fds may reach the program
     linux.close_range(3 + (cfg.preserve_fds or 0), flags=CLOSE_RANGE_CLOEXEC)
     return executable

@@ -161,10 +161,7 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
     _copy_config(spec_.bundle, container.file("config.json"))
     flags, joins, early_joins = _namespace_plan(linux_cfg)
     new_time_ns = linux_cfg.namespace("time") is not None and not linux_cfg.namespace("time").path
-    listener = sync.unix_socket()
-    start_path = container.file("start.sock")
-    listener.bind(start_path)
-    listener.listen(4)
+    listener = sync.listen_unix(container.file("start.sock"))
     ours, theirs = sync.pair()
     cfg = init.InitConfig(
         container_id=container.id, spec=spec_, channel=theirs, start_listener=listener, console=console,

@@ -86,13 +86,25 @@ def _rlim(value):
 
 def finalize_and_exec(proc, executable, seccomp_program=None, seccomp_flags=(), preserve_fds=0,
                       caps=None, on_listener=None):
-    """Apply the process settings and replace this process with the container's program."""
-    apply_rlimits(proc.rlimits)
+    """Apply the process settings and replace this process with the container's program.
+
+    rlimits are the caller's step: the init applies them at create, so that a
+    limit the host refuses fails the create, as with runc. Seccomp follows
+    runc's order: without no_new_privs loading a filter needs CAP_SYS_ADMIN,
+    so it comes before the capabilities are dropped; with it, as late as possible.
+    """
     user = proc.user
-    if user.umask is not None:
-        os.umask(user.umask)
-    else:
-        os.umask(0o022)
+    os.umask(0o022 if user.umask is None else user.umask)
+
+    def load_seccomp():
+        from vessel.runtime import seccomp
+
+        listener = seccomp.install(seccomp_program, seccomp_flags)
+        if listener is not None and on_listener is not None:
+            on_listener(listener)
+
+    if seccomp_program is not None and not proc.no_new_privileges:
+        load_seccomp()
     capabilities = _capabilities_module() if caps is not None else None
     if capabilities is not None:
         capabilities.apply_before_user_switch(caps)
@@ -103,19 +115,11 @@ def finalize_and_exec(proc, executable, seccomp_program=None, seccomp_flags=(), 
         capabilities.apply_after_user_switch(caps)
     if proc.no_new_privileges:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    if seccomp_program is not None:
-        from vessel.runtime import seccomp
-
-        listener = seccomp.install(seccomp_program, seccomp_flags)
-        if listener is not None and on_listener is not None:
-            on_listener(listener)
+        if seccomp_program is not None:
+            load_seccomp()
     for fd in range(3, 3 + preserve_fds):
-        try:
-            os.set_inheritable(fd, True)
-        except OSError:
-            pass
-    env = environment(proc.env)
-    os.execve(executable, proc.args, env)
+        os.set_inheritable(fd, True)
+    os.execve(executable, proc.args, environment(proc.env))
 
 
 def _capabilities_module():

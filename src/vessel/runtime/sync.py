@@ -96,10 +96,37 @@ def unix_socket():
     return _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
 
 
+def _via_dir_fd(path, action):
+    """Run `action(short_path)` for a socket path; long paths go through /proc/self/fd.
+
+    sun_path holds 108 bytes and runtime roots nest deep (podman's ids are 64
+    characters), so the directory is opened and named by its fd instead.
+    """
+    if len(os.fsencode(path)) < 100:
+        return action(path)
+    directory, name = os.path.split(path)
+    fd = os.open(directory or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return action(f"/proc/self/fd/{fd}/{name}")
+    finally:
+        os.close(fd)
+
+
 def connect_unix(path):
     sock = unix_socket()
     try:
-        sock.connect(path)
+        _via_dir_fd(path, sock.connect)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def listen_unix(path, backlog=4):
+    sock = unix_socket()
+    try:
+        _via_dir_fd(path, sock.bind)
+        sock.listen(backlog)
     except OSError:
         sock.close()
         raise

@@ -183,6 +183,7 @@ def _exec_child(channel, proc, console, caps, program, flags, preserve_fds):
             terminal.become_controlling(slave)
         os.chdir(proc.cwd)
         executable = process.find_executable(proc.args[0], process.environment(proc.env))
+        process.apply_rlimits(proc.rlimits)
         linux.close_range(3 + preserve_fds, flags=1 << 2)
         for name in ("SIGPIPE", "SIGXFSZ", "SIGINT"):
             _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
