@@ -25,6 +25,15 @@ def own_cgroup():
     return max(paths, key=len)
 
 
+def make_cgroup_parent(name):
+    """mkdir <own cgroup>/<name> in every hierarchy: the parent of the test's containers."""
+    own = own_cgroup().lstrip("/")
+    for top in os.listdir("/sys/fs/cgroup"):
+        base = os.path.join("/sys/fs/cgroup", top)
+        if os.path.exists(os.path.join(base, "cgroup.procs")):
+            os.makedirs(os.path.join(base, own, name), exist_ok=True)
+
+
 def remove_cgroup_tree(name):
     """rmdir every cgroup dir called `name` (and below) in every hierarchy."""
     for top in os.listdir("/sys/fs/cgroup"):
@@ -51,6 +60,33 @@ def busybox_tar(path):
     return path
 
 
+def busybox_docker_archive(path, tag="docker.io/library/busybox:latest"):
+    """A one-layer image in docker-archive format (what `docker save` writes)."""
+    import hashlib
+    import io
+    import json
+
+    layer = busybox_tar(path + ".layer")
+    with open(layer, "rb") as f:
+        layer_bytes = f.read()
+    os.unlink(layer)
+    diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": "vessel tests: busybox-static"}],
+    }).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer.tar"]}]).encode()
+    with tarfile.open(path, "w") as tar:
+        for name, data in (("layer.tar", layer_bytes), (config_name, config), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
 def runtime_launcher(directory):
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "vessel-runtime")
@@ -66,6 +102,7 @@ class Podman:
         self.runtime = runtime_launcher(base)
         self.cgroup_name = f"vessel-podman-{token}"
         self.cgroup_parent = f"{own_cgroup()}/{self.cgroup_name}"
+        make_cgroup_parent(self.cgroup_name)
         conf = os.path.join(base, "containers.conf")
         with open(conf, "w") as f:
             # this machine's hard RLIMIT_NOFILE is 20000 and root lacks CAP_SYS_RESOURCE:
@@ -106,6 +143,7 @@ class Containerd:
         self.socket = f"{base}/containerd.sock"
         self.cgroup_name = f"vessel-ctr-{token}"
         self.cgroup_prefix = f"{own_cgroup()}/{self.cgroup_name}"
+        make_cgroup_parent(self.cgroup_name)
         config = os.path.join(base, "config.toml")
         with open(config, "w") as f:
             f.write(
@@ -125,6 +163,11 @@ class Containerd:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("containerd did not start: " + open(self.log.name).read()[-2000:])
             time.sleep(0.05)
+
+    def run_args(self, container_id):
+        """ctr run flags: our runtime, its own root, a cgroup below ours."""
+        return ["--runc-binary", self.runtime, "--runc-root", f"{self.base}/runtime-root",
+                "--cgroup", f"{self.cgroup_prefix}/{container_id}"]
 
     def ctr(self, *args, check=True, timeout=60):
         proc = subprocess.run(["ctr", "--address", self.socket, "--namespace", "vessel-test", *args],
