@@ -47,7 +47,7 @@ def _mounts(prefixes):
             point = line.split()[4]
             if any(point == p.rstrip("/") or point.startswith(p) for p in MANAGED_MOUNT_PREFIXES):
                 continue
-            if any(point.startswith(p) for p in prefixes) or "vessel" in point or RUN_TOKEN in point:
+            if any(point.startswith(p) for p in prefixes) or RUN_TOKEN in point:
                 found.add(point)
     return found
 

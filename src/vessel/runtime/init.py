@@ -92,9 +92,10 @@ def _setup(cfg):
                          "pid": os.getpid(), "bundle": spec.bundle})
     rootfs.pivot(root_fd, cfg.no_pivot)
     os.close(root_fd)
-    rootfs.finish_rootfs(spec)
+    # sysctls go in while /proc/sys is still writable, as in runc
     for key, value in spec.linux.sysctl.items():
         _write_sysctl(key, value)
+    rootfs.finish_rootfs(spec)
     proc = spec.process
     if proc.terminal:
         _setup_terminal(cfg)
