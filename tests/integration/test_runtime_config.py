@@ -138,3 +138,19 @@ def test_rlimit_above_hard_limit_fails_create(root, bundle, names):
     assert proc.returncode == 1
     assert b"RLIMIT_NOFILE" in proc.stderr
     assert os.listdir(root) == []
+
+
+def test_session_keyring(root, bundle, names):
+    """Each container gets a session keyring named after it, unless --no-new-keyring."""
+    b = bundle(("sleep", "100"))
+    with_ring, without = names(), names()
+    runtime(root, "run", "-d", "--bundle", b, with_ring, check=True)
+    runtime(root, "run", "-d", "--no-new-keyring", "--bundle", b, without, check=True)
+    try:
+        with open("/proc/keys") as f:
+            keys = f.read()
+        assert with_ring in keys
+        assert without not in keys
+    finally:
+        runtime(root, "delete", "--force", with_ring)
+        runtime(root, "delete", "--force", without)

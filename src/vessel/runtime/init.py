@@ -23,7 +23,7 @@ class InitConfig:
 
     __slots__ = ("container_id", "spec", "channel", "start_listener", "console", "no_pivot", "preserve_fds",
                  "caps", "seccomp_program", "seccomp_flags", "cgroup_mounts", "joins", "has_runtime_hooks",
-                 "debug")
+                 "new_keyring", "debug")
 
     def __init__(self, **fields):
         for name in self.__slots__:
@@ -73,6 +73,8 @@ def _setup(cfg):
             linux.setns(fd, linux.NAMESPACE_FLAGS[kind][0], path)
         finally:
             os.close(fd)
+    if cfg.new_keyring:
+        linux.join_session_keyring(cfg.container_id)
     cgroup_ns = spec.linux.namespace("cgroup")
     if cgroup_ns is not None and not cgroup_ns.path:
         linux.unshare(linux.CLONE_NEWCGROUP)

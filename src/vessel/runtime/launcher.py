@@ -67,7 +67,7 @@ def _check_unsupported(spec_):
 
 
 def create(ctx, container_id, bundle, console_socket=None, pid_file=None, no_pivot=False,
-           preserve_fds=0, console=None):
+           preserve_fds=0, console=None, new_keyring=True):
     """Create the container in the `created` state; returns the Container.
 
     The terminal's master end goes to `console_socket` (a path, runc's flag) or,
@@ -86,7 +86,7 @@ def create(ctx, container_id, bundle, console_socket=None, pid_file=None, no_piv
     try:
         if console is None and console_socket is not None:
             console = sync.connect_unix(console_socket)
-        _launch(container, prepared, created, console, pid_file, no_pivot, preserve_fds, ctx.debug)
+        _launch(container, prepared, created, console, pid_file, no_pivot, preserve_fds, new_keyring, ctx.debug)
     except BaseException as exc:
         cleanup_error = created.undo(container)
         if cleanup_error is not None:
@@ -145,7 +145,7 @@ def _namespace_plan(linux_cfg):
     return flags, joins, early_joins
 
 
-def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_fds, debug):
+def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_fds, new_keyring, debug):
     from vessel.runtime import cgroups
     from vessel.runtime import init
 
@@ -168,7 +168,8 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
         no_pivot=no_pivot, preserve_fds=preserve_fds, caps=prepared.caps,
         seccomp_program=prepared.seccomp_program, seccomp_flags=prepared.seccomp_flags,
         cgroup_mounts=manager.mounts(), joins=joins,
-        has_runtime_hooks=bool(spec_.hooks.prestart or spec_.hooks.createRuntime), debug=debug,
+        has_runtime_hooks=bool(spec_.hooks.prestart or spec_.hooks.createRuntime),
+        new_keyring=new_keyring, debug=debug,
     )
     # the init must not import anything: load now what its later steps use
     from vessel.runtime import process
@@ -204,7 +205,10 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
     container.data["startTime"] = ctr.process_start_time(pid)
     container.data["rootfs"] = spec_.root.path
     while True:
-        kind, _, _, _ = ours.expect("hooks", "ready")
+        try:
+            kind, _, _, _ = ours.expect("hooks", "ready")
+        except sync.ChildFailed as exc:
+            raise sync.ChildFailed(_why_init_died(pid, prepared.resources) or str(exc)) from None
         if kind == "ready":
             break
         _run_runtime_hooks(container, spec_)
@@ -262,6 +266,21 @@ def load_config(container):
     with open(container.file("config.json"), "rb") as f:
         raw = jsonio.loads(f.read())
     return oci.parse(raw, container.data.get("bundle") or "/", check_rootfs=False)
+
+
+def _why_init_died(pid, resources):
+    """A clearer reason when the init vanished without a word (it is our child)."""
+    try:
+        waited, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if waited != pid or not os.WIFSIGNALED(status):
+        return None
+    signal = os.WTERMSIG(status)
+    if signal == 9 and resources.memory and resources.memory.get("limit"):
+        return (f"container init was killed (SIGKILL) while setting up: out of memory under "
+                f"linux.resources.memory.limit={resources.memory['limit']}?")
+    return f"container init was killed by signal {signal} while setting up"
 
 
 def _intermediate(cfg, flags, early_joins, new_time_ns, time_offsets):

@@ -232,6 +232,30 @@ def openat2(dirfd, path, flags, mode=0, resolve=0):
     return fd
 
 
+_SYS_keyctl = 250
+_KEYCTL_JOIN_SESSION_KEYRING = 1
+_KEYCTL_SETPERM = 5
+_KEYCTL_DESCRIBE = 6
+
+
+def join_session_keyring(name):
+    """A fresh session keyring named `name`, searchable by its user (as runc makes it).
+
+    Returns False where the kernel has no keyrings."""
+    key = _syscall(_SYS_keyctl, _c_int(_KEYCTL_JOIN_SESSION_KEYRING), _b(name))
+    if key < 0:
+        if ctypes.get_errno() == 38:  # ENOSYS
+            return False
+        _raise("keyctl(join session keyring)")
+    buf = ctypes.create_string_buffer(256)
+    if _syscall(_SYS_keyctl, _c_int(_KEYCTL_DESCRIBE), _c_int(key), buf, ctypes.c_size_t(256)) < 0:
+        _raise("keyctl(describe)")
+    perm = int(buf.value.split(b";")[3], 16) | 0x080000
+    if _syscall(_SYS_keyctl, _c_int(_KEYCTL_SETPERM), _c_int(key), ctypes.c_uint(perm)) < 0:
+        _raise("keyctl(setperm)")
+    return True
+
+
 def syscall(number, *args):
     """Raw syscall for the few callers (capabilities, seccomp) with their own structs."""
     result = _syscall(number, *args)

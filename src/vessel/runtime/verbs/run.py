@@ -23,7 +23,7 @@ def main(ctx, opts, args):
     container = launcher.create(
         ctx, args[0], opts.get("bundle") or ".", console_socket=console_socket,
         pid_file=opts.get("pid-file"), no_pivot=bool(opts.get("no-pivot")),
-        preserve_fds=preserve_fds(opts), console=relay.peer if relay else None)
+        preserve_fds=preserve_fds(opts), new_keyring=not opts.get("no-new-keyring"), console=relay.peer if relay else None)
     try:
         if relay is not None:
             relay.receive_master()
