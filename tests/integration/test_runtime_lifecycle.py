@@ -163,6 +163,13 @@ def test_update_memory(root, bundle, names):
         runtime(root, "update", "--memory", "32m", cid, check=True)
         out = runtime(root, "exec", cid, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes", check=True)
         assert out.stdout.decode().strip() == str(32 * 1024 * 1024)
+        runtime(root, "update", "--pids-limit", "50", cid, check=True)
+        runtime(root, "update", "--resources", "-", cid, check=True, input=b'{"memory": {"limit": 40000000}}')
+        out = runtime(root, "exec", cid, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                      "/sys/fs/cgroup/pids/pids.max", check=True)
+        assert out.stdout.decode().split() == [str(40000000 // 4096 * 4096), "50"]
+        proc = runtime(root, "update", "--memory", "12xyz", cid)
+        assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1
     finally:
         runtime(root, "delete", "--force", cid)
 

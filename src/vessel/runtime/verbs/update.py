@@ -33,5 +33,13 @@ def main(ctx, opts, args):
         if not flags:
             raise InvalidArgument("update: nothing to change; give --resources or a limit flag")
         resources = cgroups.parse_update_flags(flags)
-    manager.apply(resources)
+    # v1 needs e.g. the current swap limit next to a new memory limit: apply the
+    # changed groups merged with what the container has, and remember the result
+    from vessel.runtime import launcher
+
+    spec_ = launcher.load_config(container)
+    current = cgroups.parse_resources(spec_.linux.resources)
+    manager.apply(current.merged(resources, changed_only=True))
+    spec_.raw.setdefault("linux", {})["resources"] = current.merged(resources).to_oci()
+    jsonio.write_atomic(container.file("config.json"), jsonio.dumps(spec_.raw))
     return 0
