@@ -135,6 +135,16 @@ def test_exec_and_ps(root, bundle, names):
         assert b"executable file not found" in proc.stderr
         pids = json.loads(runtime(root, "ps", "-f", "json", cid, check=True).stdout)
         assert state(root, cid)["pid"] in pids
+        # exec into a sub-cgroup of the container (runc's --cgroup)
+        memory_dir = next(h["directory"] for h in json.load(open(root / cid / "state.json"))["cgroup"]
+                          ["hierarchies"] if "memory" in h["controllers"]) if os.path.exists(
+                          "/sys/fs/cgroup/memory") else None
+        if memory_dir:
+            os.mkdir(os.path.join(memory_dir, "sub"))
+            out = runtime(root, "exec", "--cgroup", "memory:sub", cid, "cat", "/proc/self/cgroup", check=True)
+            assert any(line.endswith("/sub") for line in out.stdout.decode().splitlines() if ":memory:" in line)
+            bad = runtime(root, "exec", "--cgroup", "memory:../x", cid, "true")
+            assert bad.returncode == 1 and b"invalid --cgroup" in bad.stderr
     finally:
         runtime(root, "delete", "--force", cid)
 

@@ -52,7 +52,12 @@ def main(ctx, opts, args):
     if not preserve.isdigit():
         raise InvalidArgument(f"invalid --preserve-fds value {preserve!r}")
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-    pid = _spawn(container, spec_, proc, console, caps, program, flags, int(preserve))
+    sub_cgroups = opts.get("cgroup", [])
+    if sub_cgroups:
+        if not container.data.get("cgroup"):
+            raise InvalidArgument("--cgroup: the container has no cgroup")
+        _sub_cgroup_targets(container.data["cgroup"], sub_cgroups)  # check before forking
+    pid = _spawn(container, spec_, proc, console, caps, program, flags, int(preserve), sub_cgroups)
     if opts.get("pid-file"):
         jsonio.write_atomic(os.path.abspath(opts["pid-file"]), str(pid), 0o644)
     if relay is not None:
@@ -117,7 +122,35 @@ def _namespace_fds(container, spec_):
     return fds
 
 
-def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds):
+def _sub_cgroup_targets(state, values):
+    """runc's `exec --cgroup [controller:]path`: directories below the container's cgroup."""
+    targets = []
+    for value in values:
+        controllers, _, sub = value.rpartition(":")
+        if not sub or sub.startswith("/") or ".." in sub.split("/"):
+            raise InvalidArgument(f"invalid --cgroup {value!r}: give a path below the container's cgroup")
+        if state["mode"] == "v2":
+            if controllers:
+                raise InvalidArgument(f"invalid --cgroup {value!r}: cgroup v2 takes no controller names")
+            targets.append(os.path.join(state["root"], state["path"].lstrip("/"), sub))
+            continue
+        wanted = set(controllers.split(",")) if controllers else None
+        for hierarchy in state["hierarchies"]:
+            if wanted is None or wanted & set(hierarchy["controllers"]):
+                targets.append(os.path.join(hierarchy["directory"], sub))
+    for target in targets:
+        if not os.path.isdir(target):
+            raise InvalidArgument(f"--cgroup: {target} does not exist")
+    return targets
+
+
+def _join_sub_cgroups(state, values, pid):
+    for target in _sub_cgroup_targets(state, values):
+        with open(os.path.join(target, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+
+def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds, sub_cgroups=()):
     process.preload(terminal=proc.terminal, caps=caps is not None, seccomp=program is not None)
     ns_fds = _namespace_fds(container, spec_)
     ours, theirs = sync.pair()
@@ -151,6 +184,8 @@ def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds):
         manager = cgroup_manager(container)
         if manager is not None:
             manager.add(pid)
+            if sub_cgroups:
+                _join_sub_cgroups(container.data["cgroup"], sub_cgroups, pid)
         ours.send("go")
         kind, payload, _, _ = ours.receive()
         if kind == "error":
