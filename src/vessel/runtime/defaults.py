@@ -57,7 +57,7 @@ def default_seccomp():
 def default_spec(rootless=False, terminal=True, args=("sh",)):
     caps = list(DEFAULT_CAPABILITIES)
     spec = {
-        "ociVersion": "1.2.0",
+        "ociVersion": "1.0.2-dev",
         "process": {
             "terminal": terminal,
             "user": {"uid": 0, "gid": 0},

@@ -30,7 +30,7 @@ class TerminalRelay:
             import tty
 
             self.saved_mode = termios.tcgetattr(0)
-            tty.setraw(0)
+            tty.setraw(0, termios.TCSANOW)  # keep what was typed before the container started
         self.resize()
 
     def resize(self):
