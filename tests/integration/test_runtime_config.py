@@ -103,14 +103,14 @@ def test_preserve_fds(root, bundle, names, tmp_path):
     data.write_text("passed through\n")
     b = bundle(("sh", "-c", "cat <&3; ls /proc/self/fd | sort -n | tr '\\n' ' '"))
     cid = names()
-    with open(data) as f:
-        os.dup2(f.fileno(), 3, inheritable=True)
-        try:
-            cmd = [*__import__("helpers").RUNTIME, "--root", str(root), "run", "--preserve-fds", "1",
-                   "--bundle", b, cid]
-            proc = subprocess.run(cmd, capture_output=True, pass_fds=(3,), timeout=30)
-        finally:
-            os.close(3)
+    import shlex
+
+    from helpers import RUNTIME
+
+    cmd = [*RUNTIME, "--root", str(root), "run", "--preserve-fds", "1", "--bundle", b, cid]
+    # the shell opens the file as fd 3 of the runtime, as a caller passing fds does
+    proc = subprocess.run(["sh", "-c", f"exec {shlex.join(cmd)} 3<{shlex.quote(str(data))}"],
+                          capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.decode().splitlines()
     assert lines[0] == "passed through"

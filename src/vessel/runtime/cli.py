@@ -11,7 +11,7 @@ import sys
 
 from vessel.errors import VesselError
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 DEFAULT_ROOT = "/run/vessel-runtime"
 VERSION = "0.1.0"
@@ -180,6 +180,21 @@ def main(argv=None):
         if ctx is not None and ctx.debug:
             raise
         return _fail(ctx, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def run():
+    """Entry point of the installed command: main(), then exit without teardown.
+
+    The runtime holds no buffered state but stdio, and the interpreter's
+    finalisation costs a few milliseconds on every call.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        code = code or 1
+    os._exit(code)
 
 
 def _os_error_text(exc):

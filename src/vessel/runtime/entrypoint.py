@@ -3,7 +3,8 @@
 pip's console-script wrapper runs the interpreter with `site` and imports `re`,
 which costs more than everything the runtime does to start a container. This
 writes a script that starts the same interpreter isolated and without `site`
-(`-IS`) and puts vessel's own directory on sys.path by hand.
+(`-IS`) and puts vessel's own directory on sys.path by hand; `cli.run` then
+exits without the interpreter's teardown.
 
     python -m vessel.runtime.entrypoint /usr/local/bin/vessel-runtime
 """
@@ -23,8 +24,8 @@ def write_launcher(path, interpreter=None):
         f"#!{interpreter} -IS\n"
         "import sys\n"
         f"sys.path.insert(0, {package_parent!r})\n"
-        "from vessel.runtime.cli import main\n"
-        "sys.exit(main())\n"
+        "from vessel.runtime.cli import run\n"
+        "run()\n"
     )
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:

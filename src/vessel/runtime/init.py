@@ -75,14 +75,13 @@ def _setup(cfg):
             os.close(fd)
     if cfg.new_keyring:
         linux.join_session_keyring(cfg.container_id)
-    cgroup_ns = spec.linux.namespace("cgroup")
-    if cgroup_ns is not None and not cgroup_ns.path:
-        linux.unshare(linux.CLONE_NEWCGROUP)
     if spec.hostname is not None:
         linux.sethostname(spec.hostname)
     if spec.domainname is not None:
         linux.setdomainname(spec.domainname)
-    root_fd = rootfs.prepare_rootfs(spec, cfg.cgroup_mounts, user_ns is not None)
+    in_cgroup = _CgroupGate(channel, spec)
+    root_fd = rootfs.prepare_rootfs(spec, cfg.cgroup_mounts, user_ns is not None, in_cgroup)
+    in_cgroup()
     if cfg.has_runtime_hooks:
         channel.send("hooks")
         channel.expect("hooks-done")
@@ -112,6 +111,30 @@ def _setup(cfg):
     # nothing of the host but stdio, the console and preserved fds may reach the program
     linux.close_range(3 + (cfg.preserve_fds or 0), flags=CLOSE_RANGE_CLOEXEC)
     return executable
+
+
+class _CgroupGate:
+    """Waits (once) until the runtime has put us in our cgroups, then makes the cgroup namespace.
+
+    Called before the first cgroup mount, or after all mounts when there is none,
+    so that the mounts are made while the runtime moves this process.
+    """
+
+    __slots__ = ("channel", "spec", "done")
+
+    def __init__(self, channel, spec):
+        self.channel = channel
+        self.spec = spec
+        self.done = False
+
+    def __call__(self):
+        if self.done:
+            return
+        self.done = True
+        self.channel.expect("cgroup")
+        cgroup_ns = self.spec.linux.namespace("cgroup")
+        if cgroup_ns is not None and not cgroup_ns.path:
+            linux.unshare(linux.CLONE_NEWCGROUP)
 
 
 def _write_sysctl(key, value):

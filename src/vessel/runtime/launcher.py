@@ -196,11 +196,14 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
     created.pid = pid
     if linux_cfg.namespace("user") is not None:
         _write_id_maps(pid, linux_cfg)
+    # the init builds its mounts while we move it into its cgroups (a v1 migration
+    # waits for an RCU grace period); it waits for "cgroup" before it needs them
+    ours.send("go")
     manager.add(pid)
     if spec_.process.oom_score_adj is not None:
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write(str(spec_.process.oom_score_adj))
-    ours.send("go")
+    ours.send("cgroup")
     container.data["pid"] = pid
     container.data["startTime"] = ctr.process_start_time(pid)
     container.data["rootfs"] = spec_.root.path

@@ -49,11 +49,16 @@ def find_executable(name, env):
 
 
 def preload(terminal=False, caps=False, seccomp=False, hooks=False, debug=False):
-    """Import now what a container process's later steps need.
+    """Get this process ready to reach into a container: imports done, not dumpable.
 
     Once a process is in the container's mount namespace nothing may be
-    loaded: that would run code from the image.
+    loaded: that would run code from the image. And from the clone or fork on,
+    this process and its children are visible to the container until they
+    exec: non-dumpable, their /proc/<pid>/exe (the host interpreter), fds, cwd
+    and root cannot be opened from it (CVE-2019-5736). The flag is inherited
+    across fork and reset by the container program's execve.
     """
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
     import resource  # noqa: F401  (rlimits)
 
     if debug:

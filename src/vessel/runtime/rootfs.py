@@ -92,8 +92,12 @@ def parse_options(options, where="mount"):
 
 # -- before pivot_root ---------------------------------------------------------
 
-def prepare_rootfs(spec, cgroup_mounts, in_user_ns):
-    """Mount everything into the rootfs; returns an fd of the rootfs for pivot."""
+def prepare_rootfs(spec, cgroup_mounts, in_user_ns, enter_cgroup=lambda: None):
+    """Mount everything into the rootfs; returns an fd of the rootfs for pivot.
+
+    `enter_cgroup` is called before the first cgroup mount: the init's cgroup
+    (and namespace) must be in place by then.
+    """
     linux_cfg = spec.linux
     propagation = _PROPAGATION.get(linux_cfg.rootfs_propagation or "", L.MS_SLAVE | L.MS_REC)
     L.mount(None, "/", None, propagation | L.MS_REC if propagation & L.MS_REC else propagation)
@@ -108,6 +112,7 @@ def prepare_rootfs(spec, cgroup_mounts, in_user_ns):
         kind = mount.type or ("bind" if opts.flags & L.MS_BIND else None)
         try:
             if kind == "cgroup" or kind == "cgroup2":
+                enter_cgroup()
                 _mount_cgroup(root_fd, mount, opts, cgroup_mounts, spec)
             else:
                 _mount_one(root_fd, mount, opts, kind, spec.bundle, where)
