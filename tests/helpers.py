@@ -88,3 +88,26 @@ def runtime(root, *args, check=False, input=None, timeout=60, runtime_cmd=None):
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()}")
     return proc
+
+
+def run_in_pty(argv, env=None, typed=b""):
+    """Run argv with a pty as its terminal, type `typed`, read all output; returns (exit code, output)."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(argv[0], argv, env if env is not None else os.environ)
+    if typed:
+        os.write(fd, typed)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output

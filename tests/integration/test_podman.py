@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from helpers import MANAGED_MOUNT_PREFIXES
+from helpers import MANAGED_MOUNT_PREFIXES, run_in_pty
 from peers import Podman, busybox_tar
 
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
@@ -62,25 +62,9 @@ def test_detached_exec_stop_rm(podman):
 
 def test_terminal(podman):
     # `podman run -t` with a pty on our side: conmon receives the console through --console-socket
-    import pty
-
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvpe(podman.global_args[0], podman.global_args + [
-            "run", "--rm", "-t", *podman.run_args(), "localhost/busybox", "sh", "-c", "tty; stty size"],
-            podman.env)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(fd, 1024)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, output
+    code, output = run_in_pty(podman.global_args + [
+        "run", "--rm", "-t", *podman.run_args(), "localhost/busybox", "sh", "-c", "tty; stty size"], podman.env)
+    assert code == 0, output
     assert b"/dev/pts/0" in output
 
 

@@ -311,26 +311,10 @@ def test_unknown_container(root, verb):
 @pytest.mark.timeout(60)
 def test_run_relays_terminal_without_console_socket(root, bundle, names):
     """`run` in the foreground with terminal:true and no --console-socket relays the pty itself."""
-    import pty
-
-    from helpers import RUNTIME
+    from helpers import RUNTIME, run_in_pty
 
     b = bundle(("sh", "-c", "tty; read line; echo got:$line"), edit=lambda c: c["process"].update(terminal=True))
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(RUNTIME[0], RUNTIME + ["--root", str(root), "run", "--bundle", b, names()])
-    os.write(fd, b"typed\n")
-    output = b""
-    while True:
-        try:
-            chunk = os.read(fd, 1024)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, output
+    code, output = run_in_pty(RUNTIME + ["--root", str(root), "run", "--bundle", b, names()], typed=b"typed\n")
+    assert code == 0, output
     assert b"/dev/pts/0" in output or b"/dev/console" in output
     assert b"got:typed" in output
