@@ -66,16 +66,15 @@ def _check_unsupported(spec_):
         raise Unsupported("an SELinux label was requested but SELinux is not enabled on this host")
 
 
-def create(ctx, container_id, bundle, console_socket=None, pid_file=None, no_pivot=False,
+def create(ctx, container_id, prepared, console_socket=None, pid_file=None, no_pivot=False,
            preserve_fds=0, console=None, new_keyring=True):
-    """Create the container in the `created` state; returns the Container.
+    """Create the container in the `created` state from `prepare()`'s result; returns the Container.
 
     The terminal's master end goes to `console_socket` (a path, runc's flag) or,
     for `run` in the foreground, to `console`, an already connected socket.
     """
-    bundle = os.path.abspath(bundle)
-    prepared = prepare(bundle, ctx.systemd_cgroup)
     spec_ = prepared.spec
+    bundle = spec_.bundle
     proc = spec_.process
     if proc.terminal and console_socket is None and console is None:
         raise InvalidArgument("cannot allocate a terminal without --console-socket")
@@ -203,7 +202,10 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
     if spec_.process.oom_score_adj is not None:
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write(str(spec_.process.oom_score_adj))
-    ours.send("cgroup")
+    try:
+        ours.send("cgroup")
+    except BrokenPipeError:
+        pass  # the init failed while mounting: its error report is read below
     container.data["pid"] = pid
     container.data["startTime"] = ctr.process_start_time(pid)
     container.data["rootfs"] = spec_.root.path

@@ -14,7 +14,8 @@ def preserve_fds(opts):
 
 
 def main(ctx, opts, args):
-    launcher.create(ctx, args[0], opts.get("bundle") or ".", console_socket=opts.get("console-socket"),
+    prepared = launcher.prepare(opts.get("bundle") or ".", ctx.systemd_cgroup)
+    launcher.create(ctx, args[0], prepared, console_socket=opts.get("console-socket"),
                     pid_file=opts.get("pid-file"), no_pivot=bool(opts.get("no-pivot")),
                     preserve_fds=preserve_fds(opts), new_keyring=not opts.get("no-new-keyring"))
     return 0

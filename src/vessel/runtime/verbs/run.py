@@ -16,14 +16,18 @@ __all__ = ["main"]
 def main(ctx, opts, args):
     detach = bool(opts.get("detach"))
     console_socket = opts.get("console-socket")
+    prepared = launcher.prepare(opts.get("bundle") or ".", ctx.systemd_cgroup)
     relay = None
-    if not detach and console_socket is None:
-        relay = _maybe_terminal_relay(opts.get("bundle") or ".")
+    if prepared.spec.process.terminal and not detach and console_socket is None:
+        from vessel.runtime.relay import TerminalRelay
+
+        relay = TerminalRelay()
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     container = launcher.create(
-        ctx, args[0], opts.get("bundle") or ".", console_socket=console_socket,
+        ctx, args[0], prepared, console_socket=console_socket,
         pid_file=opts.get("pid-file"), no_pivot=bool(opts.get("no-pivot")),
-        preserve_fds=preserve_fds(opts), new_keyring=not opts.get("no-new-keyring"), console=relay.peer if relay else None)
+        preserve_fds=preserve_fds(opts), new_keyring=not opts.get("no-new-keyring"),
+        console=relay.peer if relay else None)
     try:
         if relay is not None:
             relay.receive_master()
@@ -37,15 +41,3 @@ def main(ctx, opts, args):
     if not opts.get("keep"):
         delete.delete(ctr.Container.load(ctx.root, container.id), force=True)
     return status
-
-
-def _maybe_terminal_relay(bundle):
-    from vessel.runtime import spec as oci
-
-    spec_ = oci.load(bundle)
-    if spec_.process is None or not spec_.process.terminal:
-        return None
-    from vessel.runtime.relay import TerminalRelay
-
-    return TerminalRelay()
-
