@@ -11,6 +11,7 @@ has every module).
 import _signal
 import os
 
+from vessel.errors import PermissionDenied
 from vessel.runtime import linux, process, rootfs, sync
 
 __all__ = ["run"]
@@ -23,7 +24,7 @@ class InitConfig:
 
     __slots__ = ("container_id", "spec", "channel", "start_listener", "console", "no_pivot", "preserve_fds",
                  "caps", "seccomp_program", "seccomp_flags", "cgroup_mounts", "joins", "has_runtime_hooks",
-                 "new_keyring", "debug")
+                 "new_keyring", "cgroup_tasks", "debug")
 
     def __init__(self, **fields):
         for name in self.__slots__:
@@ -61,6 +62,16 @@ def _describe(exc, debug=False):
 def _setup(cfg):
     spec = cfg.spec
     channel = cfg.channel
+    process.close_inherited((channel.fileno(), cfg.start_listener.fileno(),
+                             cfg.console.fileno() if cfg.console is not None else None), cfg.preserve_fds or 0)
+    # join the v1 cgroups first, moving only ourselves: no global lock, and
+    # still with the host's credentials and mounts
+    for path in cfg.cgroup_tasks:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
     channel.send("hello")
     channel.expect("go")
     user_ns = spec.linux.namespace("user")
@@ -79,9 +90,10 @@ def _setup(cfg):
         linux.sethostname(spec.hostname)
     if spec.domainname is not None:
         linux.setdomainname(spec.domainname)
-    in_cgroup = _CgroupGate(channel, spec)
-    root_fd = rootfs.prepare_rootfs(spec, cfg.cgroup_mounts, user_ns is not None, in_cgroup)
-    in_cgroup()
+    cgroup_ns = spec.linux.namespace("cgroup")
+    if cgroup_ns is not None and not cgroup_ns.path:
+        linux.unshare(linux.CLONE_NEWCGROUP)
+    root_fd = rootfs.prepare_rootfs(spec, cfg.cgroup_mounts, user_ns is not None)
     if cfg.has_runtime_hooks:
         channel.send("hooks")
         channel.expect("hooks-done")
@@ -100,10 +112,7 @@ def _setup(cfg):
     proc = spec.process
     if proc.terminal:
         _setup_terminal(cfg)
-    os.chdir(proc.cwd)
-    cwd = os.getcwd()
-    if not cwd.startswith("/"):
-        raise OSError(2, f"cwd {proc.cwd} is outside the container's root", proc.cwd)
+    process.enter_cwd(proc.cwd)
     if spec.linux.personality is not None:
         linux.personality(spec.linux.personality)
     executable = process.find_executable(proc.args[0], process.environment(proc.env))
@@ -113,34 +122,17 @@ def _setup(cfg):
     return executable
 
 
-class _CgroupGate:
-    """Waits (once) until the runtime has put us in our cgroups, then makes the cgroup namespace.
-
-    Called before the first cgroup mount, or after all mounts when there is none,
-    so that the mounts are made while the runtime moves this process.
-    """
-
-    __slots__ = ("channel", "spec", "done")
-
-    def __init__(self, channel, spec):
-        self.channel = channel
-        self.spec = spec
-        self.done = False
-
-    def __call__(self):
-        if self.done:
-            return
-        self.done = True
-        self.channel.expect("cgroup")
-        cgroup_ns = self.spec.linux.namespace("cgroup")
-        if cgroup_ns is not None and not cgroup_ns.path:
-            linux.unshare(linux.CLONE_NEWCGROUP)
+# net.ipv4.conf.eth0/100.forwarding -> net/ipv4/conf/eth0.100/forwarding
+_SYSCTL_TO_PATH = str.maketrans("./", "/.")
 
 
 def _write_sysctl(key, value):
-    path = "/proc/sys/" + key.replace(".", "/")
+    path = "/proc/sys/" + key.translate(_SYSCTL_TO_PATH)
     fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
+        # a fake /proc (an image's directory, a volume) would swallow the value (CVE-2019-16884)
+        if linux.fstatfs_type(fd) != linux.PROC_SUPER_MAGIC:
+            raise PermissionDenied(f"sysctl {key}: {path} is not on procfs")
         os.write(fd, value.encode())
     finally:
         os.close(fd)

@@ -158,6 +158,9 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
     manager.apply(limits)
     container.data["cgroup"] = manager.to_state()
     _copy_config(spec_.bundle, container.file("config.json"))
+    # the init is born in the cgroup2 directory and moves itself into the v1 ones
+    cgroup2_dir, cgroup_tasks = manager.join_plan()
+    cgroup2_fd = os.open(cgroup2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if cgroup2_dir else None
     flags, joins, early_joins = _namespace_plan(linux_cfg)
     new_time_ns = linux_cfg.namespace("time") is not None and not linux_cfg.namespace("time").path
     listener = sync.listen_unix(container.file("start.sock"))
@@ -168,7 +171,7 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
         seccomp_program=prepared.seccomp_program, seccomp_flags=prepared.seccomp_flags,
         cgroup_mounts=manager.mounts(), joins=joins,
         has_runtime_hooks=bool(spec_.hooks.prestart or spec_.hooks.createRuntime),
-        new_keyring=new_keyring, debug=debug,
+        new_keyring=new_keyring, cgroup_tasks=cgroup_tasks, debug=debug,
     )
     # the init must not import anything: load now what its later steps use
     from vessel.runtime import process
@@ -176,17 +179,21 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
     process.preload(terminal=spec_.process.terminal, caps=prepared.caps is not None,
                     seccomp=prepared.seccomp_program is not None,
                     hooks=bool(spec_.hooks.createContainer or spec_.hooks.startContainer), debug=debug)
-    if early_joins or new_time_ns:
-        intermediate = os.fork()
-        if intermediate == 0:
-            _intermediate(cfg, flags, early_joins, new_time_ns, linux_cfg.time_offsets)
-        os.waitpid(intermediate, 0)
-    else:
-        pid = linux.clone(flags)
-        if pid == 0:
-            ours.close()
-            init.run(cfg)
-        created.pid = pid
+    try:
+        if early_joins or new_time_ns:
+            intermediate = os.fork()
+            if intermediate == 0:
+                _intermediate(cfg, flags, early_joins, new_time_ns, linux_cfg.time_offsets, cgroup2_fd)
+            os.waitpid(intermediate, 0)
+        else:
+            pid = linux.clone(flags, cgroup2_fd)
+            if pid == 0:
+                ours.close()
+                init.run(cfg)
+            created.pid = pid
+    finally:
+        if cgroup2_fd is not None:
+            os.close(cgroup2_fd)
     theirs.close()
     listener.close()
     if console is not None:
@@ -195,17 +202,10 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
     created.pid = pid
     if linux_cfg.namespace("user") is not None:
         _write_id_maps(pid, linux_cfg)
-    # the init builds its mounts while we move it into its cgroups (a v1 migration
-    # waits for an RCU grace period); it waits for "cgroup" before it needs them
     ours.send("go")
-    manager.add(pid)
     if spec_.process.oom_score_adj is not None:
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write(str(spec_.process.oom_score_adj))
-    try:
-        ours.send("cgroup")
-    except BrokenPipeError:
-        pass  # the init failed while mounting: its error report is read below
     container.data["pid"] = pid
     container.data["startTime"] = ctr.process_start_time(pid)
     container.data["rootfs"] = spec_.root.path
@@ -288,7 +288,7 @@ def _why_init_died(pid, resources):
     return f"container init was killed by signal {signal} while setting up"
 
 
-def _intermediate(cfg, flags, early_joins, new_time_ns, time_offsets):
+def _intermediate(cfg, flags, early_joins, new_time_ns, time_offsets, cgroup2_fd):
     """A short-lived child that joins user/pid/time namespaces, then clones the init."""
     from vessel.runtime import init
 
@@ -301,7 +301,7 @@ def _intermediate(cfg, flags, early_joins, new_time_ns, time_offsets):
         if new_time_ns:
             linux.unshare(linux.CLONE_NEWTIME)
             _write_time_offsets(time_offsets)
-        if linux.clone(flags) == 0:
+        if linux.clone(flags, cgroup2_fd) == 0:
             init.run(cfg)
         status = 0
     except BaseException as exc:

@@ -180,16 +180,23 @@ _after_fork_child = ctypes.pythonapi.PyOS_AfterFork_Child
 _SIGCHLD = 17
 
 
-def clone(flags):
+CLONE_INTO_CGROUP = 0x200000000
+
+
+def clone(flags, cgroup_fd=None):
     """fork(2) into new namespaces; returns 0 in the child, its pid in the parent.
 
-    Uses clone3 (which also takes CLONE_NEWTIME) with clone as the fallback, and
-    runs CPython's own fork hooks around it, exactly as os.fork() does.
+    Uses clone3 (which also takes CLONE_NEWTIME, and with `cgroup_fd` creates
+    the child directly in that cgroup2 directory) with clone as the fallback,
+    and runs CPython's own fork hooks around it, exactly as os.fork() does.
     """
     args = _CloneArgs(flags=flags, exit_signal=_SIGCHLD)
+    if cgroup_fd is not None:
+        args.flags |= CLONE_INTO_CGROUP
+        args.cgroup = cgroup_fd
     _before_fork()
     pid = _syscall(_SYS_clone3, ctypes.byref(args), ctypes.sizeof(args))
-    if pid < 0 and ctypes.get_errno() == 38 and not flags & CLONE_NEWTIME:  # ENOSYS
+    if pid < 0 and ctypes.get_errno() == 38 and not flags & CLONE_NEWTIME and cgroup_fd is None:  # ENOSYS
         pid = _syscall(_SYS_clone, _c_ulong(flags | _SIGCHLD), None, None, None, None)
     if pid == 0:
         _after_fork_child()
@@ -254,6 +261,38 @@ def join_session_keyring(name):
     if _syscall(_SYS_keyctl, _c_int(_KEYCTL_SETPERM), _c_int(key), ctypes.c_uint(perm)) < 0:
         _raise("keyctl(setperm)")
     return True
+
+
+_SYS_mount_setattr = 442
+_AT_EMPTY_PATH = 0x1000
+_AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in ("attr_set", "attr_clr", "propagation", "userns_fd")]
+
+
+def mount_setattr_recursive(fd, attr_set):
+    """Set MOUNT_ATTR_* flags on the mount at `fd` and every mount below it."""
+    attr = _MountAttr(attr_set=attr_set)
+    if _syscall(_SYS_mount_setattr, _c_int(fd), b"", ctypes.c_uint(_AT_EMPTY_PATH | _AT_RECURSIVE),
+                ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
+        _raise("mount_setattr")
+
+
+PROC_SUPER_MAGIC = 0x9FA0
+DEVPTS_SUPER_MAGIC = 0x1CD1
+_fstatfs = _libc.fstatfs
+_fstatfs.argtypes = (_c_int, ctypes.c_void_p)
+
+
+def fstatfs_type(fd):
+    """The filesystem magic number (f_type) of the file open at `fd`."""
+    buf = ctypes.create_string_buffer(128)  # struct statfs is 120 bytes on 64-bit
+    if _fstatfs(fd, buf) != 0:
+        _raise("fstatfs")
+    return ctypes.c_long.from_buffer(buf).value
 
 
 def syscall(number, *args):

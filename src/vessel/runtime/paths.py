@@ -12,7 +12,7 @@ import stat
 
 from vessel.runtime import linux
 
-__all__ = ["fd_path", "open_in_root", "ensure_in_root"]
+__all__ = ["fd_path", "open_in_root", "ensure_in_root", "reopen_mounted"]
 
 _IN_ROOT = linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS
 O_PATH = 0o10000000
@@ -25,6 +25,20 @@ def fd_path(fd):
 def open_in_root(root_fd, path, flags=O_PATH, mode=0):
     """An fd for `path` (inside the root open at `root_fd`)."""
     return linux.openat2(root_fd, path.lstrip("/") or ".", flags | os.O_CLOEXEC, mode, _IN_ROOT)
+
+
+def reopen_mounted(root_fd, path, old_fd):
+    """An fd of the mount just made on `old_fd` (an fd keeps naming what was under it).
+
+    `path` is resolved again; if it no longer leads where `old_fd` is (a racing
+    container swapped a component for a symlink), the mount is not ours to
+    change and this fails (CVE-2021-30465).
+    """
+    fd = open_in_root(root_fd, path)
+    if os.readlink(fd_path(fd)) != os.readlink(fd_path(old_fd)):
+        os.close(fd)
+        raise OSError(40, f"{path} changed while it was being mounted", path)
+    return fd
 
 
 def ensure_in_root(root_fd, path, directory=True, mode=0o755, follow_last=True):

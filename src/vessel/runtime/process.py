@@ -73,6 +73,38 @@ def preload(terminal=False, caps=False, seccomp=False, hooks=False, debug=False)
         from vessel.runtime import hooks as _hooks  # noqa: F401
 
 
+def close_inherited(keep=(), preserve_fds=0):
+    """Close every fd above stdio except `keep` and the preserved ones.
+
+    Whatever the runtime's caller leaked (a host directory, say) must not stay
+    open in a process that enters the container: through /proc/self/fd/N as
+    the cwd it leads back to the host (CVE-2024-21626).
+    """
+    first = 3 + preserve_fds
+    for fd in sorted(fd for fd in keep if fd is not None and fd >= first) + [_LAST_FD + 1]:
+        if fd > first:
+            linux.close_range(first, fd - 1)
+        first = fd + 1
+
+
+_LAST_FD = 0x7FFFFFFF
+
+
+def enter_cwd(cwd):
+    """chdir to the process's cwd and make sure it is inside the container's root.
+
+    getcwd() fails (ENOENT) for a directory the root cannot reach, e.g. one
+    opened before pivot_root or setns and named by /proc/self/fd/N.
+    """
+    os.chdir(cwd)
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:
+        here = ""
+    if not here.startswith("/"):
+        raise PermissionDenied(f"cwd {cwd} is outside the container's root")
+
+
 def apply_rlimits(rlimits):
     import resource
 

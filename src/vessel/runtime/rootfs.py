@@ -92,12 +92,8 @@ def parse_options(options, where="mount"):
 
 # -- before pivot_root ---------------------------------------------------------
 
-def prepare_rootfs(spec, cgroup_mounts, in_user_ns, enter_cgroup=lambda: None):
-    """Mount everything into the rootfs; returns an fd of the rootfs for pivot.
-
-    `enter_cgroup` is called before the first cgroup mount: the init's cgroup
-    (and namespace) must be in place by then.
-    """
+def prepare_rootfs(spec, cgroup_mounts, in_user_ns):
+    """Mount everything into the rootfs; returns an fd of the rootfs for pivot."""
     linux_cfg = spec.linux
     propagation = _PROPAGATION.get(linux_cfg.rootfs_propagation or "", L.MS_SLAVE | L.MS_REC)
     L.mount(None, "/", None, propagation | L.MS_REC if propagation & L.MS_REC else propagation)
@@ -112,7 +108,6 @@ def prepare_rootfs(spec, cgroup_mounts, in_user_ns, enter_cgroup=lambda: None):
         kind = mount.type or ("bind" if opts.flags & L.MS_BIND else None)
         try:
             if kind == "cgroup" or kind == "cgroup2":
-                enter_cgroup()
                 _mount_cgroup(root_fd, mount, opts, cgroup_mounts, spec)
             else:
                 _mount_one(root_fd, mount, opts, kind, spec.bundle, where)
@@ -153,18 +148,27 @@ def _mount_one(root_fd, mount, opts, kind, bundle, where):
         flags |= L.MS_BIND
     source = mount.source
     directory = True
+    source_fd = None
     if is_bind:
         if not source:
             raise InvalidArgument(f"{where}: a bind mount needs a source")
         if not source.startswith("/"):
             source = os.path.join(bundle, source)
         try:
-            directory = stat.S_ISDIR(os.stat(source).st_mode)
+            # one lookup: what is checked is what gets mounted, even if the path changes
+            source_fd = os.open(source, paths.O_PATH | os.O_CLOEXEC)
         except FileNotFoundError:
             raise InvalidArgument(f"{where}: bind source {source} does not exist") from None
-    special = kind in ("proc", "sysfs")
-    target_fd = paths.ensure_in_root(root_fd, mount.destination, directory=directory,
-                                     follow_last=not special)
+        directory = stat.S_ISDIR(os.fstat(source_fd).st_mode)
+        source = paths.fd_path(source_fd)
+    special = kind in ("proc", "sysfs") or os.path.normpath(mount.destination) in ("/proc", "/sys")
+    try:
+        target_fd = paths.ensure_in_root(root_fd, mount.destination, directory=directory,
+                                         follow_last=not special)
+    except BaseException:
+        if source_fd is not None:
+            os.close(source_fd)
+        raise
     try:
         target = paths.fd_path(target_fd)
         if special:
@@ -186,9 +190,18 @@ def _mount_one(root_fd, mount, opts, kind, bundle, where):
             L.mount("/sys", target, None, L.MS_BIND | L.MS_REC)
             flags |= L.MS_BIND
             is_bind = True
+            if flags & L.MS_RDONLY:
+                # the host's cgroup and other mounts below /sys come along: none may stay
+                # writable (CVE-2023-25809)
+                mounted = paths.reopen_mounted(root_fd, mount.destination, target_fd)
+                try:
+                    L.mount_setattr_recursive(mounted, L.MOUNT_ATTR_RDONLY)
+                finally:
+                    os.close(mounted)
         # the fd still names the directory under the new mount: look the mount up again
+        mounted = paths.reopen_mounted(root_fd, mount.destination, target_fd)
         os.close(target_fd)
-        target_fd = paths.open_in_root(root_fd, mount.destination)
+        target_fd = mounted
         target = paths.fd_path(target_fd)
         if is_bind and flags & ~(L.MS_BIND | L.MS_REC):
             _remount_bind(target, flags)
@@ -196,6 +209,8 @@ def _mount_one(root_fd, mount, opts, kind, bundle, where):
             L.mount(None, target, None, propagation)
     finally:
         os.close(target_fd)
+        if source_fd is not None:
+            os.close(source_fd)
 
 
 def _remount_bind(target, flags, keep_current=False):
@@ -221,11 +236,13 @@ def _current_flags(target):
 O_DIRECTORY_PATH = paths.O_PATH | os.O_DIRECTORY
 
 
-def _reopened(root_fd, destination):
-    """/proc/self/fd path of `destination` as it is now (after a mount on it).
-
-    The fd is left open for the life of the init: it is close-on-exec."""
-    return paths.fd_path(paths.open_in_root(root_fd, destination))
+def _remount_bind_at(root_fd, destination, under_fd, flags):
+    """_remount_bind on the mount just made over `under_fd` at `destination`."""
+    mounted = paths.reopen_mounted(root_fd, destination, under_fd)
+    try:
+        _remount_bind(paths.fd_path(mounted), flags)
+    finally:
+        os.close(mounted)
 
 
 def _check_plain_directory(fd, destination):
@@ -246,11 +263,12 @@ def _mount_cgroup(root_fd, mount, opts, cgroup_mounts, spec):
                 L.mount("cgroup2", target, "cgroup2", flags)
             else:
                 L.mount(cgroup_mounts[0][1], target, None, L.MS_BIND | L.MS_REC)
-                _remount_bind(_reopened(root_fd, mount.destination), flags | L.MS_BIND)
+                _remount_bind_at(root_fd, mount.destination, target_fd, flags | L.MS_BIND)
             return
         L.mount("tmpfs", target, "tmpfs", flags & ~L.MS_RDONLY, "mode=755")
+        mounted = paths.reopen_mounted(root_fd, mount.destination, target_fd)
         os.close(target_fd)
-        target_fd = paths.open_in_root(root_fd, mount.destination, O_DIRECTORY_PATH)
+        target_fd = mounted
         target = paths.fd_path(target_fd)
         for entry in cgroup_mounts:
             name, host_dir, options = entry[0], entry[1], entry[2]
@@ -261,7 +279,7 @@ def _mount_cgroup(root_fd, mount, opts, cgroup_mounts, spec):
                     L.mount("cgroup", sub, "cgroup", flags, options)
                 else:
                     L.mount(host_dir, sub, None, L.MS_BIND | L.MS_REC)
-                    _remount_bind(_reopened(root_fd, f"{mount.destination}/{name}"), flags | L.MS_BIND)
+                    _remount_bind_at(root_fd, f"{mount.destination}/{name}", sub_fd, flags | L.MS_BIND)
             finally:
                 os.close(sub_fd)
             for link in (entry[3] if len(entry) > 3 else ()):
@@ -324,14 +342,14 @@ def _make_device(root_fd, path, kind, major, minor, mode, uid, gid, in_user_ns):
             fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
                          0o644, dir_fd=parent_fd)
             os.close(fd)
-            node_fd = paths.open_in_root(parent_fd, name)
+            node_fd = _open_node(parent_fd, name, path, stat.S_IFREG)
             try:
                 L.mount(host, paths.fd_path(node_fd), None, L.MS_BIND)
             finally:
                 os.close(node_fd)
             return
         os.mknod(name, _KIND[kind] | (mode & 0o7777), os.makedev(major, minor), dir_fd=parent_fd)
-        node_fd = paths.open_in_root(parent_fd, name)
+        node_fd = _open_node(parent_fd, name, path, _KIND[kind], os.makedev(major, minor))
         try:
             os.chown(paths.fd_path(node_fd), uid, gid)
             os.chmod(paths.fd_path(node_fd), mode & 0o7777)
@@ -339,6 +357,16 @@ def _make_device(root_fd, path, kind, major, minor, mode, uid, gid, in_user_ns):
             os.close(node_fd)
     finally:
         os.close(parent_fd)
+
+
+def _open_node(parent_fd, name, path, kind, rdev=None):
+    """O_PATH fd of the node just made, not of a symlink a racer put in its place (CVE-2025-31133)."""
+    fd = os.open(name, paths.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    st = os.fstat(fd)
+    if stat.S_IFMT(st.st_mode) != kind or (rdev is not None and st.st_rdev != rdev):
+        os.close(fd)
+        raise OSError(40, f"{path} was replaced while it was being created", path)
+    return fd
 
 
 # -- pivot_root and after --------------------------------------------------------
@@ -379,24 +407,33 @@ def finish_rootfs(spec):
 
 
 def mask_path(path):
-    """Hide `path`: /dev/null over a file, an empty read-only tmpfs over a directory."""
+    """Hide `path`: /dev/null over a file, an empty read-only tmpfs over a directory.
+
+    Both the target and /dev/null are opened without following symlinks and
+    mounted through their fds: a /dev/null swapped for a symlink to a procfs
+    file would otherwise unmask that file (CVE-2025-31133).
+    """
     try:
-        st = os.stat(path, follow_symlinks=False)
+        target = os.open(path, paths.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return
-    if stat.S_ISLNK(st.st_mode):
-        raise InvalidArgument(f"masked path {path} is a symlink")
-    if stat.S_ISDIR(st.st_mode):
-        L.mount("tmpfs", path, "tmpfs", L.MS_RDONLY, "size=0")
-        return
-    null = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        nst = os.fstat(null)
-        if not stat.S_ISCHR(nst.st_mode) or (os.major(nst.st_rdev), os.minor(nst.st_rdev)) != (1, 3):
-            raise InvalidArgument("/dev/null in the container is not the null device; refusing to mask with it")
-        L.mount(paths.fd_path(null), path, None, L.MS_BIND)
+        st = os.fstat(target)
+        if stat.S_ISLNK(st.st_mode):
+            raise InvalidArgument(f"masked path {path} is a symlink")
+        if stat.S_ISDIR(st.st_mode):
+            L.mount("tmpfs", paths.fd_path(target), "tmpfs", L.MS_RDONLY, "size=0")
+            return
+        null = os.open("/dev/null", paths.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            nst = os.fstat(null)
+            if not stat.S_ISCHR(nst.st_mode) or (os.major(nst.st_rdev), os.minor(nst.st_rdev)) != (1, 3):
+                raise InvalidArgument("/dev/null in the container is not the null device; refusing to mask with it")
+            L.mount(paths.fd_path(null), paths.fd_path(target), None, L.MS_BIND)
+        finally:
+            os.close(null)
     finally:
-        os.close(null)
+        os.close(target)
 
 
 def readonly_path(path):

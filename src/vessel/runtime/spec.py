@@ -440,9 +440,63 @@ def _validate(spec, check_rootfs):
         raise InvalidArgument(f"config.json: unknown rootfsPropagation {linux.rootfs_propagation!r}")
     if linux.intel_rdt:
         raise Unsupported("config.json: linux.intelRdt is not supported by vessel-runtime")
-    for key in linux.sysctl:
-        if not key or any(c in key for c in "= \t\n"):
-            raise InvalidArgument(f"config.json: invalid sysctl name {key!r}")
-    for mount in spec.mounts:
+    for key, value in linux.sysctl.items():
+        _check_sysctl(linux, key, value, check_rootfs)
+    for index, mount in enumerate(spec.mounts):
         if mount.destination == "/":
             raise InvalidArgument("config.json: a mount on / is not allowed; use root.path")
+        _check_proc_mount(index, mount)
+
+
+# Sysctls that belong to a namespace the container has of its own (runc's list):
+# anything else would change the host (CVE-2022-0811 set kernel.core_pattern).
+_IPC_SYSCTL_PREFIXES = ("kernel.shm", "kernel.msg", "fs.mqueue.")
+_IPC_SYSCTLS = ("kernel.sem",)
+_SYSCTL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./")
+
+
+def _check_sysctl(linux, key, value, check_namespaces):
+    where = f"config.json: linux.sysctl {key!r}"
+    if (not key or not set(key) <= _SYSCTL_NAME_CHARS or ".." in key or "//" in key
+            or key[0] in "./" or key[-1] in "./"):
+        raise InvalidArgument(f"{where}: not a sysctl name")
+    if any(c in value for c in "+=\n\r\0"):
+        raise InvalidArgument(f"{where}: the value {value!r} may not contain '+', '=' or line breaks")
+    if key.startswith(_IPC_SYSCTL_PREFIXES) or key in _IPC_SYSCTLS:
+        if linux.namespace("ipc") is None:
+            raise InvalidArgument(f"{where}: needs an ipc namespace of the container's own")
+        return
+    if key.startswith("net."):
+        ns = linux.namespace("network")
+        if ns is None or (check_namespaces and ns.path and _same_file(ns.path, "/proc/self/ns/net")):
+            raise InvalidArgument(f"{where}: needs a network namespace of the container's own")
+        return
+    raise InvalidArgument(f"{where}: not a namespaced sysctl; it would change the host")
+
+
+def _same_file(a, b):
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+# Files lxcfs (and runc) may bind over procfs entries; nothing else goes on /proc.
+_PROC_BINDS = ("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+               "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+               "/proc/sys/kernel/ns_last_pid")
+
+
+def _check_proc_mount(index, mount):
+    """Only procfs at /proc, only lxcfs-style binds below it (CVE-2019-16884)."""
+    destination = os.path.normpath(mount.destination)
+    where = f"config.json: mounts[{index}] ({mount.destination})"
+    if destination == "/proc":
+        if mount.type != "proc":
+            raise InvalidArgument(f"{where}: only a mount of type proc may be mounted on /proc")
+    elif destination.startswith("/proc/"):
+        is_bind = mount.type in ("bind", "rbind") or "bind" in mount.options or "rbind" in mount.options
+        if destination not in _PROC_BINDS or not is_bind:
+            raise InvalidArgument(f"{where}: /proc entries may only be covered by binds of "
+                                  f"{', '.join(_PROC_BINDS)}")

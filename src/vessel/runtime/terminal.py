@@ -7,6 +7,7 @@ as runc does; the slave becomes the init's controlling terminal and
 
 import fcntl
 import os
+import stat
 import struct
 
 from vessel.runtime import linux, paths, sync
@@ -32,23 +33,47 @@ def set_size(fd, rows, cols):
 
 
 def bind_console(slave_path):
-    """Bind the pty slave over /dev/console, created without following symlinks."""
+    """Bind the pty slave over /dev/console; neither may be a symlink (CVE-2025-52565)."""
     root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        target = paths.ensure_in_root(root, "/dev/console", directory=False)
+        dev = paths.ensure_in_root(root, "/dev")
     finally:
         os.close(root)
+    try:
+        target = _console_node(dev)
+    finally:
+        os.close(dev)
     try:
         slave = os.open(slave_path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             st = os.fstat(slave)
-            if os.major(st.st_rdev) != 136 and not 136 <= os.major(st.st_rdev) <= 143:
+            if not stat.S_ISCHR(st.st_mode) or not 136 <= os.major(st.st_rdev) <= 143:
                 raise OSError(19, f"{slave_path} is not a pts device", slave_path)
             linux.mount(paths.fd_path(slave), paths.fd_path(target), None, linux.MS_BIND)
         finally:
             os.close(slave)
     finally:
         os.close(target)
+
+
+def _console_node(dev_fd):
+    """O_PATH fd of dev/console as a plain file or device node, replacing a symlink."""
+    try:
+        if stat.S_ISLNK(os.stat("console", dir_fd=dev_fd, follow_symlinks=False).st_mode):
+            os.unlink("console", dir_fd=dev_fd)
+    except FileNotFoundError:
+        pass
+    try:
+        os.close(os.open("console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=dev_fd))
+    except FileExistsError:
+        pass
+    fd = os.open("console", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev_fd)
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+        os.close(fd)
+        raise OSError(21, "/dev/console is neither a file nor a device node", "/dev/console")
+    return fd
 
 
 def send_master(console_sock, master):

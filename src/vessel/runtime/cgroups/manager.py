@@ -158,6 +158,17 @@ class Manager:
         """Every cgroup.procs file of the container (the init opens them before pivot_root)."""
         return [f"{d}/cgroup.procs" for d in self.directories()]
 
+    def join_plan(self):
+        """How a new process can enter this cgroup without a costly migration.
+
+        (cgroup2 directory for clone3's CLONE_INTO_CGROUP or None, v1 `tasks`
+        files the process writes "0" into itself). Moving oneself through
+        `tasks` skips the global threadgroup lock whose write side waits for an
+        RCU grace period (about 10 ms), which a write of another pid to
+        cgroup.procs pays.
+        """
+        raise NotImplementedError
+
     def add(self, pid):
         """Move `pid` into the container's cgroup in every hierarchy."""
         for directory in self.directories():

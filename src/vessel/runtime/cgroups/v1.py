@@ -85,6 +85,10 @@ class V1Manager(Manager):
     def directories(self):
         return list(dict.fromkeys(h.directory for h in self.hierarchies))
 
+    def join_plan(self):
+        tasks = [f"{d}/tasks" for d in dict.fromkeys(h.directory for h in self.hierarchies if h.controllers)]
+        return self.unified, tasks
+
     def _procs_directory(self):
         paths = self.paths()
         for controller in ("freezer", "pids", "memory", "cpu", "devices", ""):

@@ -183,6 +183,9 @@ class V2Manager(Manager):
     def directory(self):
         return self.root + self.path
 
+    def join_plan(self):
+        return self.directory, []
+
     def directories(self):
         return [self.directory]
 

@@ -159,6 +159,8 @@ def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds, 
         status = 1
         try:
             ours.close()
+            process.close_inherited([theirs.fileno(), console.fileno() if console is not None else None]
+                                    + [fd for _, _, fd, _ in ns_fds], preserve_fds)
             for kind, flag, fd, path in ns_fds:
                 if kind == "user" and os.readlink(path) == os.readlink("/proc/self/ns/user"):
                     continue
@@ -216,7 +218,7 @@ def _exec_child(channel, proc, console, caps, program, flags, preserve_fds):
             os.close(master)
             console.close()
             terminal.become_controlling(slave)
-        os.chdir(proc.cwd)
+        process.enter_cwd(proc.cwd)
         executable = process.find_executable(proc.args[0], process.environment(proc.env))
         process.apply_rlimits(proc.rlimits)
         linux.close_range(3 + preserve_fds, flags=1 << 2)
