@@ -152,6 +152,12 @@ def _join_sub_cgroups(state, values, pid):
 
 def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds, sub_cgroups=()):
     process.preload(terminal=proc.terminal, caps=caps is not None, seccomp=program is not None)
+    from vessel.runtime.verbs.kill import cgroup_manager
+
+    manager = cgroup_manager(container)
+    # like the init: move ourselves into the v1 cgroups, fork into the cgroup2 one
+    cgroup2_dir, cgroup_tasks = manager.join_plan() if manager is not None else (None, [])
+    cgroup2_fd = os.open(cgroup2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if cgroup2_dir else None
     ns_fds = _namespace_fds(container, spec_)
     ours, theirs = sync.pair()
     child = os.fork()
@@ -159,14 +165,17 @@ def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds, 
         status = 1
         try:
             ours.close()
-            process.close_inherited([theirs.fileno(), console.fileno() if console is not None else None]
-                                    + [fd for _, _, fd, _ in ns_fds], preserve_fds)
+            process.close_inherited([theirs.fileno(), console.fileno() if console is not None else None,
+                                     cgroup2_fd] + [fd for _, _, fd, _ in ns_fds], preserve_fds)
+            for path in cgroup_tasks:
+                with open(path, "w") as tasks:
+                    tasks.write("0")
             for kind, flag, fd, path in ns_fds:
                 if kind == "user" and os.readlink(path) == os.readlink("/proc/self/ns/user"):
                     continue
                 linux.setns(fd, flag, path)
                 os.close(fd)
-            if os.fork() == 0:
+            if linux.clone(0, cgroup2_fd) == 0:
                 _exec_child(theirs, proc, console, caps, program, flags, preserve_fds)
             status = 0
         except BaseException as exc:
@@ -175,19 +184,16 @@ def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds, 
             os._exit(status)
     for _, _, fd, _ in ns_fds:
         os.close(fd)
+    if cgroup2_fd is not None:
+        os.close(cgroup2_fd)
     theirs.close()
     if console is not None:
         console.close()
     os.waitpid(child, 0)
     try:
         _, _, _, pid = ours.expect("hello")
-        from vessel.runtime.verbs.kill import cgroup_manager
-
-        manager = cgroup_manager(container)
-        if manager is not None:
-            manager.add(pid)
-            if sub_cgroups:
-                _join_sub_cgroups(container.data["cgroup"], sub_cgroups, pid)
+        if sub_cgroups:
+            _join_sub_cgroups(container.data["cgroup"], sub_cgroups, pid)
         ours.send("go")
         kind, payload, _, _ = ours.receive()
         if kind == "error":
