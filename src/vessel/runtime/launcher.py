@@ -209,6 +209,8 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
     container.data["pid"] = pid
     container.data["startTime"] = ctr.process_start_time(pid)
     container.data["rootfs"] = spec_.root.path
+    # start and delete read the saved config only when there are hooks to run
+    container.data["hooks"] = [kind for kind in ("poststart", "poststop") if getattr(spec_.hooks, kind)]
     while True:
         try:
             kind, _, _, _ = ours.expect("hooks", "ready")

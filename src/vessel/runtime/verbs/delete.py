@@ -70,6 +70,8 @@ def _wait_gone(container, timeout=10.0):
 
 
 def _poststop(container):
+    if "poststop" not in container.data.get("hooks", ("poststop",)):
+        return
     if not os.path.exists(container.file("config.json")):
         return
     from vessel.runtime import launcher

@@ -46,6 +46,8 @@ def start(container):
 
 
 def _poststart(container):
+    if "poststart" not in container.data.get("hooks", ("poststart",)):
+        return
     from vessel.runtime import launcher
 
     spec_ = launcher.load_config(container)
