@@ -189,6 +189,9 @@ class Workspace:
     def __init__(self, mount_hugetlb=False):
         self.mounted_hugetlb = False
         self.dir = tempfile.mkdtemp(prefix="vessel-bench-")
+        # the runtimes' state goes where it lives in production (runc's default is
+        # /run/runc): on tmpfs, not on the disk under /tmp
+        self.state_dir = tempfile.mkdtemp(prefix="vessel-bench-", dir="/run")
         try:
             if mount_hugetlb:
                 self._mount_hugetlb()
@@ -204,7 +207,7 @@ class Workspace:
             raise
 
     def _root(self, name):
-        path = os.path.join(self.dir, "root-" + name)
+        path = os.path.join(self.state_dir, "root-" + name)
         os.mkdir(path)
         return path
 
@@ -241,7 +244,7 @@ class Workspace:
             delete_all(runtime)
         if getattr(self, "cgroups", None) is not None:
             self.cgroups.close()
-        subprocess.run(["rm", "-rf", "--one-file-system", self.dir], check=False)
+        subprocess.run(["rm", "-rf", "--one-file-system", self.dir, self.state_dir], check=False)
         if self.mounted_hugetlb:
             self._unmount_hugetlb()
 
