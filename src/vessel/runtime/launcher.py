@@ -230,7 +230,6 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
 
         jsonio.write_atomic(os.path.abspath(pid_file), str(pid), 0o644)
         created.files.append(os.path.abspath(pid_file))
-    created.pid = 0  # from here on the container exists; nothing to undo
 
 
 # the spec's default devices (and the terminal): always usable, whatever the rules say
