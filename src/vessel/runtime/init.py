@@ -24,7 +24,7 @@ class InitConfig:
 
     __slots__ = ("container_id", "spec", "channel", "start_listener", "console", "no_pivot", "preserve_fds",
                  "caps", "seccomp_program", "seccomp_flags", "cgroup_mounts", "joins", "has_runtime_hooks",
-                 "new_keyring", "cgroup_tasks", "debug")
+                 "new_keyring", "cgroup_tasks", "debug", "seccomp_agent")
 
     def __init__(self, **fields):
         for name in self.__slots__:
@@ -103,6 +103,11 @@ def _setup(cfg):
         hooks.run_hooks("createContainer", spec.hooks.createContainer,
                         {"ociVersion": spec.oci_version, "id": cfg.container_id, "status": "creating",
                          "pid": os.getpid(), "bundle": spec.bundle})
+    if spec.linux.seccomp and spec.linux.seccomp.get("listenerPath"):
+        # the agent's socket is a host path: connect while it can still be reached
+        cfg.seccomp_agent = process.connect_seccomp_agent(spec.linux.seccomp, {
+            "ociVersion": spec.oci_version, "id": cfg.container_id, "status": "created",
+            "pid": process.host_pid(), "bundle": spec.bundle, "annotations": spec.annotations})
     rootfs.pivot(root_fd, cfg.no_pivot)
     os.close(root_fd)
     # sysctls go in while /proc/sys is still writable, as in runc
@@ -174,7 +179,7 @@ def _wait_for_start_and_exec(cfg, executable):
         _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
         _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
         process.finalize_and_exec(spec.process, executable, cfg.seccomp_program, cfg.seccomp_flags,
-                                  cfg.preserve_fds or 0, cfg.caps)
+                                  cfg.preserve_fds or 0, cfg.caps, on_listener=cfg.seccomp_agent)
     except BaseException as exc:
         try:
             conn.sendall(_describe(exc).encode())

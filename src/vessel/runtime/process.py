@@ -7,7 +7,7 @@ freshly forked child; any failure is reported by the caller and ends the child.
 
 import os
 
-from vessel.errors import NotFound, PermissionDenied
+from vessel.errors import NotFound, PermissionDenied, Unavailable
 from vessel.runtime import linux
 
 __all__ = ["ExecError", "find_executable", "finalize_and_exec", "environment"]
@@ -103,6 +103,58 @@ def enter_cwd(cwd):
         here = ""
     if not here.startswith("/"):
         raise PermissionDenied(f"cwd {cwd} is outside the container's root")
+
+
+class ListenerHandOver:
+    """Hands the seccomp notify listener to the agent at linux.seccomp.listenerPath.
+
+    The agent's socket is a host path: it is connected before the process
+    enters the container, and used right after the filter is loaded (the
+    `on_listener` of finalize_and_exec), as runc's init does through its parent.
+    """
+
+    __slots__ = ("sock", "path", "state", "metadata")
+
+    def __init__(self, sock, path, state, metadata):
+        self.sock = sock
+        self.path = path
+        self.state = state
+        self.metadata = metadata
+
+    def __call__(self, listener_fd):
+        from vessel.runtime import seccomp
+
+        try:
+            seccomp.send_listener_on(self.sock, listener_fd, self.state, self.metadata, self.path)
+        finally:
+            os.close(listener_fd)
+            self.sock.close()
+
+
+def connect_seccomp_agent(seccomp_raw, state):
+    """A ListenerHandOver when the profile notifies (SCMP_ACT_NOTIFY), else None."""
+    if not seccomp_raw or not seccomp_raw.get("listenerPath"):
+        return None
+    if not any(isinstance(rule, dict) and rule.get("action") == "SCMP_ACT_NOTIFY"
+               for rule in seccomp_raw.get("syscalls") or ()):
+        return None
+    from vessel.runtime import seccomp
+
+    path = seccomp_raw["listenerPath"]
+    try:
+        sock = seccomp.connect_agent(path)
+    except OSError as exc:
+        raise Unavailable(f"seccomp agent at {path}: {exc.strerror or exc}") from None
+    return ListenerHandOver(sock, path, state, seccomp_raw.get("listenerMetadata") or "")
+
+
+def host_pid():
+    """This process's pid in the pid namespace of the mounted /proc (the host's, before pivot_root)."""
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"NSpid:"):
+                return int(line.split()[1])
+    return os.getpid()
 
 
 def apply_rlimits(rlimits):

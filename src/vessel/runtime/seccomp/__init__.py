@@ -11,10 +11,10 @@ Imported only when a config has a seccomp section.
 
 from vessel.runtime.seccomp.compiler import compile, native_arch, syscall_table
 from vessel.runtime.seccomp.config import ACTIONS, ARCHITECTURES, FLAGS, OPERATORS, SeccompConfig, parse
-from vessel.runtime.seccomp.kernel import install, send_listener, supported_flags
+from vessel.runtime.seccomp.kernel import connect_agent, install, send_listener, send_listener_on, supported_flags
 
-__all__ = ["SeccompConfig", "compile", "features", "install", "native_arch", "parse",
-           "send_listener", "syscall_table"]
+__all__ = ["SeccompConfig", "compile", "connect_agent", "features", "install", "native_arch", "parse",
+           "send_listener", "send_listener_on", "syscall_table"]
 
 
 def features():

@@ -334,6 +334,33 @@ def _rules(asm, rules, width, default):
     asm.ret(default)
 
 
+def _check_deny_list_names(config):
+    """In a profile that allows by default, every name it restricts must be a known syscall.
+
+    Names unknown to the target's tables are skipped, as runc does: profiles
+    name syscalls of every architecture and of newer kernels, and under a
+    deny-by-default profile (Docker's, podman's) a skipped name is denied
+    anyway. In a deny list, though, a name known nowhere is a typo that would
+    leave the syscall meant blocked allowed: an error. The other
+    architectures' tables are searched as bytes, not parsed, to stay cheap.
+    """
+    if config.default_action & 0xFFFF0000 not in (RET_ALLOW, RET_LOG):
+        return
+    missing = [name for rule in config.rules if rule.action & 0xFFFF0000 not in (RET_ALLOW, RET_LOG)
+               for name in rule.names if not any(name in table for table in _tables.values())]
+    if not missing:
+        return
+    raw = []
+    for arch, (abi, _) in _ABIS.items():
+        if arch not in _tables:
+            with open(os.path.join(_DATA_DIR, f"syscalls_{abi}.json"), "rb") as fh:
+                raw.append(fh.read())
+    for name in missing:
+        quoted = b'"' + name.encode() + b'"'
+        if not any(quoted in data for data in raw):
+            raise InvalidArgument(f"linux.seccomp: unknown syscall {name!r} in a rule that restricts it")
+
+
 def compile(config, arch=None):
     """The BPF program (bytes of struct sock_filter) for `config` on `arch` (default: native)."""
     native = arch or native_arch()
@@ -358,6 +385,7 @@ def compile(config, arch=None):
             _x86_64_sections(asm, config, "SCMP_ARCH_X32" in members)
         else:
             _section(asm, config, members[0])
+    _check_deny_list_names(config)
     program = asm.assemble()
     count = len(program) // 8
     if count > BPF_MAXINSNS:

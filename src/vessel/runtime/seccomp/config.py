@@ -194,6 +194,10 @@ def _conditions(args, where):
     return tuple(conditions)
 
 
+# what the runtime calls between loading a filter and handing its listener over
+_RUNTIME_NEEDS_AFTER_LOAD = ("write", "sendmsg")
+
+
 def _rules(entry, number, default_action):
     where = f"syscalls[{number}]"
     if not isinstance(entry, dict):
@@ -205,8 +209,9 @@ def _rules(entry, number, default_action):
         if not isinstance(name, str) or not name:
             _fail(f"{where}.names: {name!r} is not a syscall name")
     action = _action(entry.get("action"), entry.get("errnoRet"), where)
-    if action == RET_USER_NOTIF and "write" in names:
-        _fail("SCMP_ACT_NOTIFY cannot be used for write (the runtime needs it to hand over the listener)")
+    for needed in _RUNTIME_NEEDS_AFTER_LOAD:
+        if action == RET_USER_NOTIF and needed in names:
+            _fail(f"SCMP_ACT_NOTIFY cannot be used for {needed} (the runtime needs it to hand over the listener)")
     conditions = _conditions(entry.get("args"), where)
     if action == default_action:
         return []  # redundant with the default action; runc skips these too

@@ -14,7 +14,7 @@ from vessel.errors import InvalidArgument, PermissionDenied, Unavailable, Unsupp
 from vessel.runtime import jsonio, linux
 from vessel.runtime.seccomp.config import FLAGS, RET_USER_NOTIF
 
-__all__ = ["install", "send_listener", "supported_flags"]
+__all__ = ["connect_agent", "install", "send_listener", "send_listener_on", "supported_flags"]
 
 SECCOMP_SET_MODE_FILTER = 1
 FLAG_TSYNC = 1
@@ -105,6 +105,25 @@ def send_listener(listener_fd, listener_path, state, metadata=""):
     `state` is the OCI state object (a dict, or its JSON text); the message is
     a ContainerProcessState: ociVersion, fds ["seccompFd"], pid, metadata, state.
     """
+    try:
+        sock = connect_agent(listener_path)
+    except OSError as exc:
+        raise Unavailable(f"seccomp agent at {listener_path}: {exc.strerror or exc}") from None
+    try:
+        send_listener_on(sock, listener_fd, state, metadata, listener_path)
+    finally:
+        sock.close()
+
+
+def connect_agent(listener_path):
+    """A connected socket to the seccomp agent (made early, while its path is reachable)."""
+    from vessel.runtime import sync
+
+    return sync.connect_unix(listener_path)
+
+
+def send_listener_on(sock, listener_fd, state, metadata="", listener_path="the agent"):
+    """send_listener over an already connected socket."""
     if isinstance(state, (bytes, str)):
         state = jsonio.loads(state)
     message = {
@@ -115,11 +134,7 @@ def send_listener(listener_fd, listener_path, state, metadata=""):
         "state": state,
     }
     data = jsonio.dumps(message).encode()
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
-        sock.connect(listener_path)
         sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", listener_fd))])
     except OSError as exc:
         raise Unavailable(f"seccomp agent at {listener_path}: {exc.strerror or exc}") from None
-    finally:
-        sock.close()

@@ -158,6 +158,10 @@ def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds, 
     # like the init: move ourselves into the v1 cgroups, fork into the cgroup2 one
     cgroup2_dir, cgroup_tasks = manager.join_plan() if manager is not None else (None, [])
     cgroup2_fd = os.open(cgroup2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if cgroup2_dir else None
+    # the agent's socket is a host path: connected here; the pid is filled in once known
+    agent = process.connect_seccomp_agent(spec_.linux.seccomp, {
+        "ociVersion": spec_.oci_version, "id": container.id, "status": "running", "pid": 0,
+        "bundle": container.data.get("bundle"), "annotations": spec_.annotations})
     ns_fds = _namespace_fds(container, spec_)
     ours, theirs = sync.pair()
     child = os.fork()
@@ -166,7 +170,8 @@ def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds, 
         try:
             ours.close()
             process.close_inherited([theirs.fileno(), console.fileno() if console is not None else None,
-                                     cgroup2_fd] + [fd for _, _, fd, _ in ns_fds], preserve_fds)
+                                     cgroup2_fd, agent.sock.fileno() if agent is not None else None]
+                                    + [fd for _, _, fd, _ in ns_fds], preserve_fds)
             for path in cgroup_tasks:
                 with open(path, "w") as tasks:
                     tasks.write("0")
@@ -176,7 +181,7 @@ def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds, 
                 linux.setns(fd, flag, path)
                 os.close(fd)
             if linux.clone(0, cgroup2_fd) == 0:
-                _exec_child(theirs, proc, console, caps, program, flags, preserve_fds)
+                _exec_child(theirs, proc, console, caps, program, flags, preserve_fds, agent)
             status = 0
         except BaseException as exc:
             theirs.send("error", _text(exc))
@@ -186,6 +191,8 @@ def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds, 
         os.close(fd)
     if cgroup2_fd is not None:
         os.close(cgroup2_fd)
+    if agent is not None:
+        agent.sock.close()
     theirs.close()
     if console is not None:
         console.close()
@@ -194,7 +201,7 @@ def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds, 
         _, _, _, pid = ours.expect("hello")
         if sub_cgroups:
             _join_sub_cgroups(container.data["cgroup"], sub_cgroups, pid)
-        ours.send("go")
+        ours.send("go", pid)
         kind, payload, _, _ = ours.receive()
         if kind == "error":
             raise process.ExecError(payload) if payload.startswith("exec:") else Conflict(payload)
@@ -209,11 +216,13 @@ def _text(exc):
     return str(exc) or type(exc).__name__
 
 
-def _exec_child(channel, proc, console, caps, program, flags, preserve_fds):
+def _exec_child(channel, proc, console, caps, program, flags, preserve_fds, agent):
     status = 1
     try:
         channel.send("hello")
-        channel.expect("go")
+        _, host_pid, _, _ = channel.expect("go")
+        if agent is not None:
+            agent.state["pid"] = host_pid
         if proc.terminal:
             from vessel.runtime import terminal
 
@@ -230,7 +239,7 @@ def _exec_child(channel, proc, console, caps, program, flags, preserve_fds):
         linux.close_range(3 + preserve_fds, flags=1 << 2)
         for name in ("SIGPIPE", "SIGXFSZ", "SIGINT"):
             _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
-        process.finalize_and_exec(proc, executable, program, flags, preserve_fds, caps)
+        process.finalize_and_exec(proc, executable, program, flags, preserve_fds, caps, on_listener=agent)
     except BaseException as exc:
         status = 127 if isinstance(exc, process.ExecError) else 1
         channel.send("error", _text(exc))
