@@ -154,3 +154,43 @@ def test_session_keyring(root, bundle, names):
     finally:
         runtime(root, "delete", "--force", with_ring)
         runtime(root, "delete", "--force", without)
+
+
+def test_recursive_mount_options(root, bundle, names, tmp_path):
+    """rro and friends (runtime-spec 1.1) reach the mounts below a bind too."""
+    outer = tmp_path / "outer"
+    (outer / "inner").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "inner-" + names("t"), str(outer / "inner")],
+                   check=True)
+    try:
+        def edit(cfg):
+            cfg["mounts"].append({"destination": "/m", "type": "bind", "source": str(outer),
+                                  "options": ["rbind", "rro", "rnosuid", "rnoatime"]})
+
+        out = run_out(root, bundle(("sh", "-c", "touch /m/inner/x 2>/dev/null || echo denied; "
+                                                "awk '$5 == \"/m/inner\" {print $6}' /proc/self/mountinfo"),
+                                   edit=edit), names())
+        lines = out.split()
+        assert lines[0] == "denied"
+        assert {"ro", "nosuid", "noatime"} <= set(lines[1].split(","))
+    finally:
+        subprocess.run(["umount", str(outer / "inner")], check=True)
+
+
+def test_idmap_is_a_clear_error(root, bundle, names):
+    b = bundle(edit=lambda c: c["mounts"].append({"destination": "/x", "type": "bind", "source": "/tmp",
+                                                   "options": ["rbind", "idmap"]}))
+    proc = runtime(root, "create", "--bundle", b, names())
+    assert proc.returncode == 1 and b"idmap" in proc.stderr and b"not supported" in proc.stderr
+
+
+def test_tmpcopyup(root, bundle, names):
+    """A tmpfs with tmpcopyup starts with what the image has at that path."""
+    def edit(cfg):
+        cfg["mounts"].append({"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+                              "options": ["tmpcopyup", "size=1m"]})
+
+    out = run_out(root, bundle(("sh", "-c", "grep -c root /etc/passwd; stat -c %F /etc/group; "
+                                            "echo x > /etc/new && grep ' /etc ' /proc/self/mountinfo | "
+                                            "grep -c tmpfs"), edit=edit), names())
+    assert out.split() == ["1", "regular", "file", "1"]

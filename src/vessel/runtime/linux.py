@@ -267,15 +267,24 @@ _SYS_mount_setattr = 442
 _AT_EMPTY_PATH = 0x1000
 _AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 
 
 class _MountAttr(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in ("attr_set", "attr_clr", "propagation", "userns_fd")]
 
 
-def mount_setattr_recursive(fd, attr_set):
-    """Set MOUNT_ATTR_* flags on the mount at `fd` and every mount below it."""
-    attr = _MountAttr(attr_set=attr_set)
+def mount_setattr_recursive(fd, attr_set, attr_clr=0):
+    """Set (and clear) MOUNT_ATTR_* flags on the mount at `fd` and every mount below it."""
+    attr = _MountAttr(attr_set=attr_set, attr_clr=attr_clr)
     if _syscall(_SYS_mount_setattr, _c_int(fd), b"", ctypes.c_uint(_AT_EMPTY_PATH | _AT_RECURSIVE),
                 ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))) != 0:
         _raise("mount_setattr")

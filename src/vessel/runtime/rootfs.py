@@ -38,9 +38,22 @@ _PROPAGATION = {
 }
 # options runtimes accept and act on elsewhere, or that carry no meaning for mount(2)
 _EXTENSION_OPTIONS = {"tmpcopyup", "notmpcopyup", "copy-symlink", "z", "Z", "U", "private-ish"}
-_UNSUPPORTED = {"idmap", "ridmap", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec",
-                "rnodiratime", "rdiratime", "rrelatime", "rnorelatime", "rnoatime", "ratime",
-                "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow"}
+_UNSUPPORTED = {"idmap", "ridmap"}
+# recursive options (runtime-spec 1.1), applied with mount_setattr(AT_RECURSIVE):
+# option -> (MOUNT_ATTR bits to set, bits to clear)
+_ATIME = L.MOUNT_ATTR__ATIME
+_RECURSIVE = {
+    "rro": (L.MOUNT_ATTR_RDONLY, 0), "rrw": (0, L.MOUNT_ATTR_RDONLY),
+    "rnosuid": (L.MOUNT_ATTR_NOSUID, 0), "rsuid": (0, L.MOUNT_ATTR_NOSUID),
+    "rnodev": (L.MOUNT_ATTR_NODEV, 0), "rdev": (0, L.MOUNT_ATTR_NODEV),
+    "rnoexec": (L.MOUNT_ATTR_NOEXEC, 0), "rexec": (0, L.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (L.MOUNT_ATTR_NODIRATIME, 0), "rdiratime": (0, L.MOUNT_ATTR_NODIRATIME),
+    "rnosymfollow": (L.MOUNT_ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, L.MOUNT_ATTR_NOSYMFOLLOW),
+    # the atime modes are one field: each choice clears it first
+    "rrelatime": (L.MOUNT_ATTR_RELATIME, _ATIME), "rnorelatime": (L.MOUNT_ATTR_STRICTATIME, _ATIME),
+    "rnoatime": (L.MOUNT_ATTR_NOATIME, _ATIME), "ratime": (L.MOUNT_ATTR_RELATIME, _ATIME),
+    "rstrictatime": (L.MOUNT_ATTR_STRICTATIME, _ATIME), "rnostrictatime": (L.MOUNT_ATTR_RELATIME, _ATIME),
+}
 
 _ST_FLAGS = ((os.ST_RDONLY, L.MS_RDONLY), (os.ST_NOSUID, L.MS_NOSUID), (os.ST_NODEV, L.MS_NODEV),
              (os.ST_NOEXEC, L.MS_NOEXEC), (os.ST_NOATIME, L.MS_NOATIME),
@@ -56,24 +69,34 @@ _DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
 
 
 class MountOptions:
-    __slots__ = ("flags", "clear", "propagation", "data", "extensions")
+    __slots__ = ("flags", "clear", "propagation", "data", "extensions", "recursive_set", "recursive_clear")
 
-    def __init__(self, flags, clear, propagation, data, extensions):
+    def __init__(self, flags, clear, propagation, data, extensions, recursive_set=0, recursive_clear=0):
         self.flags = flags
         self.clear = clear
         self.propagation = propagation
         self.data = data
         self.extensions = extensions
+        self.recursive_set = recursive_set
+        self.recursive_clear = recursive_clear
 
 
 def parse_options(options, where="mount"):
     """OCI mount options -> flags, propagation flags and the fs data string."""
-    flags = clear = 0
+    flags = clear = rec_set = rec_clear = 0
     propagation = []
     data = []
     extensions = set()
     for option in options:
-        if option in _FLAG_OPTIONS:
+        if option in _RECURSIVE:
+            on, off = _RECURSIVE[option]
+            if off == _ATIME:  # one of the atime modes replaces the others
+                rec_clear |= _ATIME
+                rec_set = (rec_set & ~_ATIME) | on
+            else:
+                rec_set = (rec_set | on) & ~off
+                rec_clear = (rec_clear | off) & ~on
+        elif option in _FLAG_OPTIONS:
             on, off = _FLAG_OPTIONS[option]
             flags = (flags | on) & ~off
             clear = (clear | off) & ~on
@@ -87,7 +110,7 @@ def parse_options(options, where="mount"):
             raise InvalidArgument(f"{where}: empty mount option")
         else:
             data.append(option)
-    return MountOptions(flags, clear, propagation, ",".join(data) or None, extensions)
+    return MountOptions(flags, clear, propagation, ",".join(data) or None, extensions, rec_set, rec_clear)
 
 
 # -- before pivot_root ---------------------------------------------------------
@@ -180,6 +203,10 @@ def _mount_one(root_fd, mount, opts, kind, bundle, where):
             fstype = None
         else:
             fstype = kind
+        copy_from = None
+        if "tmpcopyup" in opts.extensions and kind == "tmpfs":
+            # what the image has at the destination shows through the new tmpfs
+            copy_from = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             L.mount(source if is_bind else (source or kind), target, fstype,
                     flags & ~L.MS_RDONLY if is_bind else flags, data)
@@ -205,12 +232,55 @@ def _mount_one(root_fd, mount, opts, kind, bundle, where):
         target = paths.fd_path(target_fd)
         if is_bind and flags & ~(L.MS_BIND | L.MS_REC):
             _remount_bind(target, flags)
+        if copy_from is not None:
+            try:
+                _copy_tree(copy_from, target_fd)
+            finally:
+                os.close(copy_from)
+        if opts.recursive_set or opts.recursive_clear:
+            L.mount_setattr_recursive(target_fd, opts.recursive_set, opts.recursive_clear)
         for propagation in opts.propagation:
             L.mount(None, target, None, propagation)
     finally:
         os.close(target_fd)
         if source_fd is not None:
             os.close(source_fd)
+
+
+def _copy_tree(source_fd, target_fd):
+    """Copy a directory's content (files, dirs, symlinks, fifos; owners and modes) by fds."""
+    for entry in os.scandir(source_fd):
+        name = entry.name
+        st = entry.stat(follow_symlinks=False)
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(name, 0o700, dir_fd=target_fd)
+            sub_source = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=source_fd)
+            sub_target = os.open(name, paths.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=target_fd)
+            try:
+                _copy_tree(sub_source, sub_target)
+            finally:
+                os.close(sub_source)
+                os.close(sub_target)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=source_fd), name, dir_fd=target_fd)
+        elif stat.S_ISREG(st.st_mode):
+            src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=source_fd)
+            dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=target_fd)
+            try:
+                while os.sendfile(dst, src, None, 1 << 20):
+                    pass
+            finally:
+                os.close(src)
+                os.close(dst)
+        elif stat.S_ISFIFO(st.st_mode):
+            os.mkfifo(name, 0o600, dir_fd=target_fd)
+        else:
+            continue  # sockets and device nodes are not copied up
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=target_fd, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(name, mode, dir_fd=target_fd)
 
 
 def _remount_bind(target, flags, keep_current=False):

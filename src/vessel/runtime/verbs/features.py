@@ -13,7 +13,8 @@ def main(ctx, opts, args):
         "ociVersionMin": "1.0.0",
         "ociVersionMax": cli.SPEC_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": sorted(set(rootfs._FLAG_OPTIONS) | set(rootfs._PROPAGATION)),
+        "mountOptions": sorted(set(rootfs._FLAG_OPTIONS) | set(rootfs._PROPAGATION) | set(rootfs._RECURSIVE)
+                               | {"tmpcopyup"}),
         "linux": {
             "namespaces": sorted(linux.NAMESPACE_FLAGS),
             "capabilities": _capabilities(),
