@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from helpers import MANAGED_MOUNT_PREFIXES
+from helpers import MANAGED_MOUNT_PREFIXES, make_bundle, runtime
 
 RUN_TOKEN = f"vt{uuid.uuid4().hex[:8]}"
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -36,6 +36,28 @@ def names(run_token, request):
     def make(kind="c"):
         counter[0] += 1
         return f"{run_token}-{kind}-{abs(hash(request.node.nodeid)) % 100000}-{counter[0]}"
+
+    return make
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A runtime state root of this test's own, emptied through the runtime afterwards."""
+    path = tmp_path / "state"
+    yield path
+    if path.exists():
+        for cid in os.listdir(path):
+            runtime(path, "delete", "--force", cid)
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    """make(args, edit=None, config=None) -> a busybox bundle dir."""
+    counter = [0]
+
+    def make(args=("true",), edit=None, config=None):
+        counter[0] += 1
+        return make_bundle(str(tmp_path / f"bundle{counter[0]}"), args=args, edit=edit, config=config)
 
     return make
 

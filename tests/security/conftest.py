@@ -5,32 +5,9 @@ import subprocess
 
 import pytest
 
-from helpers import make_bundle, runtime
 from sectools import Sentinel, sha256, trusted_files
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture
-def root(tmp_path):
-    """A runtime state root of this test's own, emptied through the runtime afterwards."""
-    path = tmp_path / "state"
-    yield path
-    if path.exists():
-        for cid in os.listdir(path):
-            runtime(path, "delete", "--force", cid)
-
-
-@pytest.fixture
-def bundle(tmp_path):
-    """make(args, edit=None, config=None) -> a busybox bundle dir."""
-    counter = [0]
-
-    def make(args=("true",), edit=None, config=None):
-        counter[0] += 1
-        return make_bundle(str(tmp_path / f"bundle{counter[0]}"), args=args, edit=edit, config=config)
-
-    return make
 
 
 @pytest.fixture(scope="session")
