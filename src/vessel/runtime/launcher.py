@@ -154,7 +154,7 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
     manager.create()
     created.cgroup = manager
     # device rules wait until the init has made the device nodes (mknod is a device access)
-    limits, device_rules = _split_device_rules(prepared.resources, linux_cfg)
+    limits, device_rules = _split_device_rules(prepared.resources)
     manager.apply(limits)
     container.data["cgroup"] = manager.to_state()
     _copy_config(spec_.bundle, container.file("config.json"))
@@ -237,8 +237,12 @@ _DEFAULT_DEVICE_RULES = (("c", 1, 3), ("c", 1, 5), ("c", 1, 7), ("c", 1, 8), ("c
                          ("c", 5, 0), ("c", 5, 1), ("c", 5, 2), ("c", 136, None))
 
 
-def _split_device_rules(resources, linux_cfg):
-    """(resources without device rules, resources with only the device rules or None)."""
+def _split_device_rules(resources):
+    """(resources without device rules, resources with only the device rules or None).
+
+    The rules are exactly the configured ones plus the spec's default devices:
+    unlike runc, nodes in linux.devices get no allow rule of their own.
+    """
     from vessel.runtime import cgroups
     from vessel.runtime.cgroups.resources import DeviceRule
 
@@ -250,8 +254,6 @@ def _split_device_rules(resources, linux_cfg):
     limits.devices = None
     rules = list(resources.devices)
     rules += [DeviceRule(True, kind, major, minor, "rwm") for kind, major, minor in _DEFAULT_DEVICE_RULES]
-    rules += [DeviceRule(True, "c" if d.type == "u" else d.type, d.major, d.minor, "rwm")
-              for d in linux_cfg.devices if d.type != "p"]
     devices = cgroups.Resources()
     devices.devices = rules
     return limits, devices
