@@ -17,6 +17,9 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 RUNTIME = [sys.executable, "-I", "-S", "-c",
            f"import sys; sys.path.insert(0, {SRC!r}); from vessel.runtime.cli import main; sys.exit(main())"]
 
+# the shared/ folder sits beside the project's checkout
+ALPINE = os.path.join(os.path.dirname(os.path.dirname(SRC)), "shared", "images",
+                      "alpine-minirootfs-3.20.3-x86_64.tar.gz")
 _ROOTFS_CACHE = {}
 # mounts below these belong to a module-wide fixture (e.g. a podman's storage)
 # whose teardown removes them; the leak guard does not count them against a test

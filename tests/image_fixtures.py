@@ -9,7 +9,8 @@ import tarfile
 
 import zstandard
 
-ALPINE = "/work/shared/images/alpine-minirootfs-3.20.3-x86_64.tar.gz"
+from helpers import ALPINE  # noqa: F401  (re-exported for the image tests)
+
 BUSYBOX = "/usr/bin/busybox"
 MTIME = 1_700_000_000
 

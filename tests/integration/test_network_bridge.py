@@ -27,8 +27,9 @@ from vessel.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from vessel.network import Networks
 from vessel.network.firewall import firewall
 
+from helpers import ALPINE  # noqa: E402
+
 BUSYBOX = "/usr/bin/busybox"
-ALPINE = "/work/shared/images/alpine-minirootfs-3.20.3-x86_64.tar.gz"
 STUB_ANSWER = "192.0.2.55"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
