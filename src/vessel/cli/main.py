@@ -30,9 +30,33 @@ COMMANDS = {
     "login": "vessel.cli.images:login",
     "logout": "vessel.cli.images:logout",
     "system": "vessel.cli.images:system",
+    "network": "vessel.cli.networks:network",
+    "run": "vessel.cli.containers:run",
+    "create": "vessel.cli.containers:create",
+    "start": "vessel.cli.containers:start",
+    "stop": "vessel.cli.containers:stop",
+    "kill": "vessel.cli.containers:kill",
+    "rm": "vessel.cli.containers:rm",
+    "ps": "vessel.cli.containers:ps",
+    "logs": "vessel.cli.containers:logs",
+    "inspect": "vessel.cli.containers:inspect",
+    "wait": "vessel.cli.containers:wait",
+    "exec": "vessel.cli.containers:exec_",
+    "pause": "vessel.cli.containers:pause",
+    "unpause": "vessel.cli.containers:unpause",
+    "rename": "vessel.cli.containers:rename",
+    "top": "vessel.cli.containers:top",
+    "port": "vessel.cli.containers:port",
+    "container": "vessel.cli.containers:container",
+    "restart": "vessel.cli.containers:restart",
+    "attach": "vessel.cli.containers:attach",
+    "diff": "vessel.cli.containers:diff",
+    "stats": "vessel.cli.containers:stats",
+    "update": "vessel.cli.containers:update",
 }
 
 DEFAULT_ROOT = "/var/lib/vessel"
+DEFAULT_RUNROOT = "/run/vessel"
 
 EXIT_ENGINE_ERROR = 125
 
@@ -53,25 +77,28 @@ class LazyGroup(click.Group):
 
 
 class Context:
-    """What every command receives: the state root chosen by the user."""
+    """What every command receives: the state root and runtime root chosen by the user."""
 
-    def __init__(self, root):
+    def __init__(self, root, runroot=DEFAULT_RUNROOT):
         self.root = root
+        self.runroot = runroot
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", envvar="VESSEL_ROOT", default=DEFAULT_ROOT, show_default=True,
               help="Root directory of vessel's state (or VESSEL_ROOT).")
+@click.option("--runroot", envvar="VESSEL_RUNROOT", default=DEFAULT_RUNROOT, show_default=True,
+              help="Directory of the containers' runtime files (or VESSEL_RUNROOT).")
 @click.version_option(package_name="vessel", prog_name="vessel")
 @click.pass_context
-def cli(ctx, root):
+def cli(ctx, root, runroot):
     """A Docker-compatible container engine, daemonless."""
-    ctx.obj = Context(os.path.abspath(root))
+    ctx.obj = Context(os.path.abspath(root), os.path.abspath(runroot))
 
 
 def main(argv=None):
     try:
-        cli.main(args=argv, prog_name="vessel", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="vessel", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
@@ -86,7 +113,8 @@ def main(argv=None):
         return EXIT_ENGINE_ERROR
     except KeyboardInterrupt:
         return 130
-    return 0
+    # without standalone mode click returns a command's Exit code instead of raising it
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

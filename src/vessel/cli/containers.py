@@ -1,0 +1,637 @@
+"""Container commands: run, create, start, stop, restart, attach, kill, rm, ps, logs, inspect,
+wait, exec, pause, unpause, rename, top, port, diff, stats, update (and the same under `vessel container`,
+which adds `prune`).
+
+Flags, columns, messages and exit codes follow the Docker CLI; every command
+is a thin layer over vessel.api (the Python API), which does the work.
+"""
+
+import datetime
+import json
+import os
+import sys
+import time
+
+import click
+
+from vessel.cli.images import human_duration, human_size, render, table
+from vessel.errors import InvalidArgument, NotFound, VesselError
+
+_RUN_SETTINGS = {"help_option_names": ["--help"], "allow_interspersed_args": False}
+
+
+def _client(obj):
+    from vessel.api import Client
+
+    return Client(obj.root, obj.runroot)
+
+
+def _fail_start(exc):
+    """A start failure: Docker's message and its exit code (125, 126 or 127)."""
+    click.echo(f"Error: {exc}", err=True)
+    raise click.exceptions.Exit(exc.exit_code)
+
+
+def _each(names, action):
+    """Apply `action` to every name, reporting failures one per line; exit 125 if any failed."""
+    failed = False
+    for name in names:
+        try:
+            action(name)
+        except VesselError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            failed = True
+    if failed:
+        raise click.exceptions.Exit(125)
+
+
+# -- run / create -----------------------------------------------------------------
+
+def _container_options(function):
+    options = [
+        click.option("--name", help="Assign a name to the container."),
+        click.option("-e", "--env", "env", multiple=True, help="Set environment variables."),
+        click.option("--env-file", multiple=True, help="Read in a file of environment variables."),
+        click.option("-l", "--label", "labels", multiple=True, help="Set meta data on a container."),
+        click.option("-v", "--volume", "volumes", multiple=True, help="Bind mount a volume (host:container[:ro])."),
+        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory."),
+        click.option("-w", "--workdir", default="", help="Working directory inside the container."),
+        click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])."),
+        click.option("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image."),
+        click.option("-h", "--hostname", default="", help="Container host name."),
+        click.option("--domainname", default="", help="Container NIS domain name."),
+        click.option("--add-host", "add_hosts", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
+        click.option("--dns", multiple=True, help="Set custom DNS servers."),
+        click.option("--network", "--net", "network", default="none", help="Network mode: none or host."),
+        click.option("-m", "--memory", default=None, help="Memory limit."),
+        click.option("--cpus", default=None, help="Number of CPUs."),
+        click.option("--pids-limit", type=int, default=0, help="Tune container pids limit."),
+        click.option("--ulimit", "ulimits", multiple=True, help="Ulimit options (name=soft[:hard])."),
+        click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only."),
+        click.option("--cap-add", multiple=True, help="Add Linux capabilities."),
+        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
+        click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
+        click.option("--security-opt", multiple=True, help="Security options."),
+        click.option("--stop-signal", default=None, help="Signal to stop the container."),
+        click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container."),
+        click.option("--runtime", default=None, help="Runtime to use for this container (runc, crun, a path)."),
+        click.option("--restart", default="no", help="Restart policy (only \"no\" so far)."),
+        click.option("--cgroup-parent", default="", help="Optional parent cgroup for the container."),
+        click.option("--log-driver", default="json-file", help="Logging driver (json-file)."),
+        click.option("--log-opt", "log_opts", multiple=True, help="Log driver options (max-size, max-file)."),
+        click.option("--rm", "remove", is_flag=True, help="Automatically remove the container when it exits."),
+        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached."),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
+        click.argument("image"),
+        click.argument("command", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _create(obj, opts):
+    from vessel.engine.model import parse_bytes, parse_cpus, parse_env_file
+
+    if opts["log_driver"] != "json-file":
+        raise InvalidArgument(f"logging driver {opts['log_driver']!r} is not supported (json-file)")
+    env = []
+    for path in opts["env_file"]:
+        env += [item for item in parse_env_file(path) if item is not None]
+    env += list(opts["env"])
+    labels = {}
+    for item in opts["labels"]:
+        key, _, value = item.partition("=")
+        labels[key] = value
+    log_config = {}
+    for item in opts["log_opts"]:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("max-size", "max-file"):
+            raise InvalidArgument(f"unknown log opt '{key}' for json-file log driver")
+        log_config[key] = value
+    memory = parse_bytes(opts["memory"], "-m, --memory") if opts["memory"] is not None else 0
+    nano_cpus = parse_cpus(opts["cpus"]) if opts["cpus"] is not None else 0
+    client = _client(obj)
+    try:
+        client.images.get(opts["image"])
+    except NotFound:
+        from vessel.image.reference import parse
+
+        try:
+            shown = parse(opts["image"]).familiar
+        except VesselError:
+            shown = opts["image"]
+        click.echo(f"Unable to find image '{shown}' locally", err=True)
+        raise
+    return client.containers.create(
+        opts["image"], list(opts["command"]) or None, name=opts["name"], runtime=opts["runtime"],
+        entrypoint=opts["entrypoint"], environment=env, working_dir=opts["workdir"], user=opts["user"],
+        hostname=opts["hostname"], domainname=opts["domainname"], tty=opts["tty"],
+        stdin_open=opts["interactive"], labels=labels, volumes=list(opts["volumes"]), tmpfs=list(opts["tmpfs"]),
+        extra_hosts=list(opts["add_hosts"]), dns=list(opts["dns"]), network_mode=opts["network"],
+        mem_limit=memory, nano_cpus=nano_cpus, pids_limit=opts["pids_limit"], ulimits=list(opts["ulimits"]),
+        read_only=opts["read_only"], cap_add=list(opts["cap_add"]), cap_drop=list(opts["cap_drop"]),
+        privileged=opts["privileged"], security_opt=list(opts["security_opt"]), stop_signal=opts["stop_signal"],
+        stop_timeout=opts["stop_timeout"], auto_remove=opts["remove"], cgroup_parent=opts["cgroup_parent"],
+        restart_policy=opts["restart"], log_config={"Type": "json-file", "Config": log_config},
+    )
+
+
+@click.command("run", context_settings=_RUN_SETTINGS)
+@click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID.")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals to the process.")
+@_container_options
+@click.pass_obj
+def run(obj, detach, sig_proxy, **opts):
+    """Create and run a new container from an image."""
+    from vessel.engine.core import ContainerStartError
+
+    container = _create(obj, opts)
+    try:
+        if detach:
+            container.start()
+            click.echo(container.id)
+            return
+        code = container.start_attached(stdin_fd=0 if opts["interactive"] else None, sig_proxy=sig_proxy)
+    except ContainerStartError as exc:
+        _fail_start(exc)
+    if code == 141:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing more can be written to the closed pipe
+    raise click.exceptions.Exit(code)
+
+
+@click.command("create", context_settings=_RUN_SETTINGS)
+@_container_options
+@click.pass_obj
+def create(obj, **opts):
+    """Create a new container."""
+    click.echo(_create(obj, opts).id)
+
+
+# -- lifecycle --------------------------------------------------------------------
+
+@click.command("start")
+@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def start(obj, attach, interactive, names):
+    """Start one or more stopped containers."""
+    from vessel.engine.core import ContainerStartError
+
+    client = _client(obj)
+    if attach or interactive:
+        if len(names) > 1:
+            raise InvalidArgument("you cannot start and attach multiple containers at once")
+        container = client.containers.get(names[0])
+        try:
+            code = container.start_attached(stdin_fd=0 if interactive else None)
+        except ContainerStartError as exc:
+            _fail_start(exc)
+        raise click.exceptions.Exit(code)
+
+    def one(name):
+        try:
+            client.containers.get(name).start()
+        except ContainerStartError as exc:
+            raise VesselError(str(exc)) from None
+        click.echo(name)
+
+    _each(names, one)
+
+
+@click.command("stop")
+@click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it.")
+@click.option("-s", "--signal", "signal", default=None, help="Signal to send to the container.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def stop(obj, timeout, signal, names):
+    """Stop one or more running containers."""
+    client = _client(obj)
+
+    def one(name):
+        client.containers.get(name).stop(timeout, signal)
+        click.echo(name)
+
+    _each(names, one)
+
+
+@click.command("restart")
+@click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def restart(obj, timeout, names):
+    """Restart one or more containers."""
+    from vessel.engine.core import ContainerStartError
+
+    client = _client(obj)
+
+    def one(name):
+        try:
+            client.containers.get(name).restart(timeout)
+        except ContainerStartError as exc:
+            raise VesselError(str(exc)) from None
+        click.echo(name)
+
+    _each(names, one)
+
+
+@click.command("attach")
+@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy all received signals to the process.")
+@click.argument("name")
+@click.pass_obj
+def attach(obj, no_stdin, sig_proxy, name):
+    """Attach local standard input, output, and error streams to a running container."""
+    container = _client(obj).containers.get(name)
+    stdin = None if no_stdin or not container.record.config.open_stdin else 0
+    raise click.exceptions.Exit(container.attach_foreground(stdin_fd=stdin, sig_proxy=sig_proxy))
+
+
+@click.command("kill")
+@click.option("-s", "--signal", "signal", default="KILL", help="Signal to send to the container.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def kill(obj, signal, names):
+    """Kill one or more running containers."""
+    client = _client(obj)
+
+    def one(name):
+        client.containers.get(name).kill(signal)
+        click.echo(name)
+
+    _each(names, one)
+
+
+@click.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL).")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def rm(obj, force, volumes, names):
+    """Remove one or more containers."""
+    client = _client(obj)
+
+    def one(name):
+        client.containers.get(name).remove(force=force, v=volumes)
+        click.echo(name)
+
+    _each(names, one)
+
+
+@click.command("pause")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def pause(obj, names):
+    """Pause all processes within one or more containers."""
+    client = _client(obj)
+    _each(names, lambda name: (client.containers.get(name).pause(), click.echo(name)))
+
+
+@click.command("unpause")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def unpause(obj, names):
+    """Unpause all processes within one or more containers."""
+    client = _client(obj)
+    _each(names, lambda name: (client.containers.get(name).unpause(), click.echo(name)))
+
+
+@click.command("rename")
+@click.argument("name")
+@click.argument("new_name")
+@click.pass_obj
+def rename(obj, name, new_name):
+    """Rename a container."""
+    _client(obj).containers.get(name).rename(new_name)
+
+
+@click.command("wait")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def wait(obj, names):
+    """Block until one or more containers stop, then print their exit codes."""
+    client = _client(obj)
+    _each(names, lambda name: click.echo(client.containers.get(name).wait()["StatusCode"]))
+
+
+# -- ps ---------------------------------------------------------------------------
+
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+              "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+              "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS"}
+
+
+def _ellipsis(text, width):
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def status_text(record, now=None):
+    now = time.time() if now is None else now
+    if record.status == "running":
+        return f"Up {human_duration(max(0, now - record.started))}"
+    if record.status == "paused":
+        return f"Up {human_duration(max(0, now - record.started))} (Paused)"
+    if record.status == "exited":
+        return f"Exited ({record.exit_code}) {human_duration(max(0, now - record.finished))} ago"
+    if record.status == "removing":
+        return "Removal In Progress"
+    return record.status.capitalize()
+
+
+def _ps_row(client, container, no_trunc, size):
+    record = container.record
+    command = " ".join(record.config.args)
+    created = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+    row = {
+        "ID": record.id if no_trunc else record.id[:12],
+        "Image": record.image_ref,
+        "Command": json.dumps(command if no_trunc else _ellipsis(command, 20), ensure_ascii=False),
+        "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
+        "RunningFor": human_duration(max(0, time.time() - record.created)) + " ago",
+        "Ports": "",
+        "State": record.status,
+        "Status": status_text(record),
+        "Names": record.name,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(record.labels.items())),
+        "Mounts": ",".join(b.target for b in record.config.binds),
+        "Networks": record.config.network_mode,
+    }
+    if size:
+        try:
+            used = client.engine.images.snapshots.usage(record.id)[0]
+        except VesselError:
+            used = 0
+        try:
+            virtual = client.engine.images.get(record.image_id).size + used
+        except VesselError:
+            virtual = used
+        row["Size"] = f"{human_size(used)} (virtual {human_size(virtual)})"
+    return row
+
+
+def _filters(items):
+    filters = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {item}")
+        filters.setdefault(key, []).append(value)
+    return filters
+
+
+@click.command("ps")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running).")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers.")
+@click.option("-l", "--latest", is_flag=True, help="Show the latest created container.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided.")
+@click.option("--format", "fmt", default=None, help="Format output using a Go template subset, or json.")
+@click.pass_obj
+def ps(obj, show_all, quiet, size, last, latest, no_trunc, filters, fmt):
+    """List containers."""
+    client = _client(obj)
+    limit = 1 if latest else last
+    containers = client.containers.list(all=show_all or limit >= 0, filters=_filters(filters), limit=limit)
+    if quiet:
+        for container in containers:
+            click.echo(container.id if no_trunc else container.id[:12])
+        return
+    rows = [_ps_row(client, c, no_trunc, size) for c in containers]
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    if fmt:
+        text = render(fmt, rows, PS_HEADERS)
+        if text:
+            click.echo(text)
+        return
+    columns = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
+    if size:
+        columns.append("Size")
+    header = [PS_HEADERS[c] for c in columns]
+    click.echo(table([[row[c] for c in columns] for row in rows], header))
+
+
+# -- logs, inspect, exec, top, port -------------------------------------------------
+
+@click.command("logs")
+@click.option("-f", "--follow", is_flag=True, help="Follow log output.")
+@click.option("-n", "--tail", default="all", help="Number of lines to show from the end of the logs.")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.option("--since", default=None, help="Show logs since timestamp or relative (e.g. 42m).")
+@click.option("--until", default=None, help="Show logs before a timestamp or relative (e.g. 42m).")
+@click.argument("name")
+@click.pass_obj
+def logs(obj, follow, tail, timestamps, since, until, name):
+    """Fetch the logs of a container."""
+    if tail != "all" and not tail.lstrip("-").isdigit():
+        raise InvalidArgument(f"invalid value for \"tail\": {tail}")
+    container = _client(obj).containers.get(name)
+    for stream, text, stamp in container.log_entries(follow=follow, tail=tail, since=since, until=until):
+        data = ((stamp + " ") if timestamps else "") + text
+        target = sys.stdout if stream == "stdout" else sys.stderr
+        target.write(data)
+        target.flush()
+
+
+@click.command("inspect")
+@click.option("-f", "--format", "fmt", default=None, help="Format output using a Go template subset.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@click.option("--type", "kind", type=click.Choice(["container", "image"]), default=None)
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def inspect(obj, fmt, size, kind, names):
+    """Return low-level information on containers (or images)."""
+    from vessel.cli.images import inspect_document as image_document
+
+    client = _client(obj)
+    documents = []
+    failed = False
+    for name in names:
+        try:
+            if kind != "image":
+                try:
+                    documents.append(client.containers.get(name).attrs)
+                    continue
+                except NotFound:
+                    if kind == "container":
+                        raise
+            documents.append(image_document(client.engine.images, client.images.get(name)))
+        except NotFound:
+            click.echo(f"Error: No such object: {name}", err=True)
+            failed = True
+    if fmt:
+        for document in documents:
+            click.echo(render(fmt, [document]))
+    else:
+        click.echo(json.dumps(documents, indent=4, ensure_ascii=False))
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+@click.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
+@click.option("-e", "--env", "env", multiple=True, help="Set environment variables.")
+@click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>]).")
+@click.option("-w", "--workdir", default="", help="Working directory inside the container.")
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_obj
+def exec_(obj, detach, interactive, tty, env, user, workdir, name, command):
+    """Execute a command in a running container."""
+    container = _client(obj).containers.get(name)
+    code = container.exec_foreground(list(command), stdin=interactive, tty=tty, detach=detach,
+                                     environment=list(env), user=user, workdir=workdir)
+    raise click.exceptions.Exit(code)
+
+
+@click.command("top")
+@click.argument("name")
+@click.argument("ps_args", nargs=-1)
+@click.pass_obj
+def top(obj, name, ps_args):
+    """Display the running processes of a container."""
+    result = _client(obj).containers.get(name).top(" ".join(ps_args) or None)
+    click.echo(table(result["Processes"], result["Titles"]))
+
+
+@click.command("diff")
+@click.argument("name")
+@click.pass_obj
+def diff(obj, name):
+    """Inspect changes to files or directories on a container's filesystem."""
+    for change in _client(obj).containers.get(name).diff():
+        click.echo(f"{'CAD'[change['Kind']]} {change['Path']}")
+
+
+STATS_HEADERS = {"ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT",
+                 "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
+
+
+def binary_size(size):
+    """Docker's units.BytesSize: 1.5MiB, 64MiB, 0B."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.4g}{unit}"
+        value /= 1024
+    return f"{size}B"
+
+
+def _stats_row(figures):
+    return {"ID": figures["id"][:12], "Name": figures["name"], "CPUPerc": f"{figures['cpu_percent']:.2f}%",
+            "MemUsage": f"{binary_size(figures['memory_usage'])} / {binary_size(figures['memory_limit'])}",
+            "MemPerc": f"{figures['memory_percent']:.2f}%",
+            "NetIO": f"{human_size(figures['net_rx'])} / {human_size(figures['net_tx'])}",
+            "BlockIO": f"{human_size(figures['block_read'])} / {human_size(figures['block_write'])}",
+            "PIDs": str(figures["pids"])}
+
+
+@click.command("stats")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running).")
+@click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result.")
+@click.option("--format", "fmt", default=None, help="Format output using a Go template subset, or json.")
+@click.argument("names", nargs=-1)
+@click.pass_obj
+def stats(obj, show_all, no_stream, fmt, names):
+    """Display a live stream of container(s) resource usage statistics."""
+    client = _client(obj)
+    while True:
+        containers = [client.containers.get(n) for n in names] if names else client.containers.list(all=show_all)
+        rows = []
+        for container in containers:
+            if container.status in ("running", "paused"):
+                try:
+                    rows.append(_stats_row(container.stats()))
+                    continue
+                except VesselError:
+                    pass
+            rows.append({key: "--" for key in STATS_HEADERS} | {"ID": container.id[:12], "Name": container.name,
+                                                                "CPUPerc": "0.00%", "MemPerc": "0.00%",
+                                                                "PIDs": "0"})
+        if fmt == "json":
+            text = "\n".join(json.dumps(row) for row in rows)
+        elif fmt:
+            text = render(fmt, rows, STATS_HEADERS)
+        else:
+            columns = list(STATS_HEADERS)
+            text = table([[row[c] for c in columns] for row in rows], [STATS_HEADERS[c] for c in columns])
+        if not no_stream:
+            click.echo("\x1b[2J\x1b[H", nl=False)
+        if text:
+            click.echo(text)
+        if no_stream:
+            return
+        time.sleep(0.5)
+
+
+@click.command("update")
+@click.option("-m", "--memory", default=None, help="Memory limit.")
+@click.option("--cpus", default=None, help="Number of CPUs.")
+@click.option("--pids-limit", type=int, default=None, help="Tune container pids limit (-1 for unlimited).")
+@click.option("--restart", default=None, help="Restart policy (only \"no\" so far).")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def update(obj, memory, cpus, pids_limit, restart, names):
+    """Update configuration of one or more containers."""
+    from vessel.engine.model import parse_bytes, parse_cpus
+
+    memory = parse_bytes(memory, "-m, --memory") if memory is not None else None
+    nano_cpus = parse_cpus(cpus) if cpus is not None else None
+    if pids_limit is not None and pids_limit < 0:
+        pids_limit = 0
+    client = _client(obj)
+
+    def one(name):
+        client.containers.get(name).update(mem_limit=memory, nano_cpus=nano_cpus, pids_limit=pids_limit,
+                                           restart_policy=restart)
+        click.echo(name)
+
+    _each(names, one)
+
+
+@click.command("prune")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.pass_obj
+def prune(obj, force):
+    """Remove all stopped containers."""
+    if not force and not click.confirm("WARNING! This will remove all stopped containers.\n"
+                                       "Are you sure you want to continue?", default=False):
+        return
+    result = _client(obj).containers.prune()
+    if result["ContainersDeleted"]:
+        click.echo("Deleted Containers:")
+        for container_id in result["ContainersDeleted"]:
+            click.echo(container_id)
+        click.echo("")
+    click.echo(f"Total reclaimed space: {human_size(result['SpaceReclaimed'])}")
+
+
+@click.command("port")
+@click.argument("name")
+@click.argument("port_spec", required=False)
+@click.pass_obj
+def port(obj, name, port_spec):
+    """List port mappings of a container (none until bridge networking exists)."""
+    _client(obj).containers.get(name)
+    if port_spec:
+        raise NotFound(f"No public port '{port_spec}' published for {name}")
+
+
+@click.group("container")
+def container():
+    """Manage containers."""
+
+
+for _command in (run, create, start, stop, restart, attach, kill, rm, ps, logs, inspect, wait, exec_, pause,
+                 unpause, rename, top, port, diff, stats, update, prune):
+    container.add_command(_command)
+container.add_command(ps, "ls")
+container.add_command(ps, "list")
+container.add_command(rm, "remove")

@@ -1,0 +1,630 @@
+"""The engine's operations on containers, shared by the CLI, the Python API and the supervisor.
+
+Files of a container <id>:
+    <root>/containers/<id>/            private state: <id>-json.log, hostname, hosts, resolv.conf,
+                                       exit (the init's exit code), runtime.log
+    <runroot>/containers/<id>/         the OCI bundle: config.json and rootfs/ (the overlay mount)
+    <runroot>/containers/<id>/attach.sock   the supervisor's attach socket
+    <root>/image/snapshots/active/<id> the writable layer
+"""
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+
+from vessel.engine import logs as logfiles
+from vessel.engine import names as naming
+from vessel.engine import specgen
+from vessel.engine.model import ContainerConfig
+from vessel.engine.state import CREATED, DEAD, EXITED, PAUSED, REMOVING, RUNNING, Record, State
+from vessel.errors import Conflict, InvalidArgument, NotFound, Unavailable, Unsupported, VesselError
+from vessel.runtime import linux
+
+__all__ = ["Engine", "ContainerStartError", "DEFAULT_RUNROOT"]
+
+DEFAULT_RUNROOT = "/run/vessel"
+_EINVAL, _ENOENT = 22, 2
+# made by the engine as bind targets (Docker keeps them in a hidden init layer): not the container's changes
+_ENGINE_MOUNT_POINTS = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
+
+
+class ContainerStartError(VesselError):
+    """The container's process could not be started; `exit_code` is Docker's 125/126/127."""
+
+    category = "start"
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def start_error_code(message):
+    """Docker's exit code for a failed start (docker/cli's mapping): 127 not found, 126 EACCES/EISDIR, else 125."""
+    lowered = message.lower()
+    if "executable file not found" in lowered or "no such file or directory" in lowered:
+        return 127
+    if "permission denied" in lowered or "is a directory" in lowered:
+        return 126
+    return 125
+
+
+def default_runtime():
+    """vessel's own runtime, started isolated and without site (what the launcher does)."""
+    import vessel
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(vessel.__file__)))
+    return [sys.executable, "-IS", "-c",
+            f"import sys; sys.path.insert(0, {package_parent!r}); from vessel.runtime.cli import run; run()"]
+
+
+def _walk(top):
+    """Paths below `top` (relative), parents before children, sorted."""
+    found = []
+    for directory, dirs, files in os.walk(top):
+        dirs.sort()
+        for name in dirs + files:
+            found.append(os.path.relpath(os.path.join(directory, name), top))
+    return sorted(found)
+
+
+def process_start_time(pid):
+    """Field 22 of /proc/<pid>/stat (to tell a process from a later one with its pid)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return ""
+    return data[data.rindex(b")") + 2:].split()[19].decode()
+
+
+class Engine:
+    """Containers under `root` (state) and `runroot` (runtime files)."""
+
+    def __init__(self, root, runroot=DEFAULT_RUNROOT):
+        self.root = os.path.abspath(root)
+        self.runroot = os.path.abspath(runroot)
+        self.state = State(self.root)
+        self._images = None
+
+    def close(self):
+        self.state.close()
+        if self._images is not None:
+            self._images.close()
+
+    @property
+    def images(self):
+        if self._images is None:
+            from vessel.image.store import ImageStore
+
+            self._images = ImageStore(self.root, users=self.state.image_users)
+        return self._images
+
+    # paths
+
+    def private_dir(self, container_id):
+        return os.path.join(self.root, "containers", container_id)
+
+    def bundle_dir(self, container_id):
+        return os.path.join(self.runroot, "containers", container_id)
+
+    def rootfs(self, container_id):
+        return os.path.join(self.bundle_dir(container_id), "rootfs")
+
+    def log_path(self, container_id):
+        return os.path.join(self.private_dir(container_id), f"{container_id}-json.log")
+
+    def attach_socket(self, container_id):
+        return os.path.join(self.bundle_dir(container_id), "attach.sock")
+
+    # runtime
+
+    def runtime_command(self, name):
+        """argv prefix (with --root) of the OCI runtime chosen by --runtime."""
+        if name in (None, "", "vessel"):
+            return default_runtime() + ["--root", os.path.join(self.runroot, "runtime")]
+        path = shutil.which(name) if "/" not in name else name
+        if not path or not os.access(path, os.X_OK):
+            raise InvalidArgument(f"unknown or invalid runtime name: {name}")
+        return [path, "--root", os.path.join(self.runroot, "runtime-" + os.path.basename(path))]
+
+    def runtime(self, record, *args, capture=True, timeout=60, **kwargs):
+        argv = list(record.runtime) + [str(a) for a in args]
+        if capture:
+            kwargs.setdefault("stdin", subprocess.DEVNULL)
+            kwargs.setdefault("capture_output", True)
+        try:
+            return subprocess.run(argv, timeout=timeout, **kwargs)
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"runtime {args[0]} timed out after {timeout}s") from None
+
+    def runtime_state(self, record):
+        """The runtime's status of the container ("running", "stopped", ...) or None if unknown to it."""
+        result = self.runtime(record, "state", record.id)
+        if result.returncode != 0:
+            return None
+        try:
+            return json.loads(result.stdout).get("status")
+        except ValueError:
+            return None
+
+    # lookup
+
+    def get(self, name_or_id):
+        return self.refresh(self.state.find(name_or_id))
+
+    def list(self):
+        return [self.refresh(record) for record in self.state.all()]
+
+    def supervisor_alive(self, record):
+        return bool(record.supervisor_pid) and \
+            process_start_time(record.supervisor_pid) == record.supervisor_start != ""
+
+    @staticmethod
+    def wait_supervisor(pid, start_time, timeout=10):
+        """Wait (bounded) until a supervisor has exited, so that nothing of it outlives the command."""
+        deadline = time.monotonic() + timeout
+        while pid and start_time and process_start_time(pid) == start_time and time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as handle:
+                    if handle.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                        return
+            except OSError:
+                return
+            time.sleep(0.01)
+
+    def refresh(self, record):
+        """Reconcile a running record whose supervisor is gone (killed): trust the runtime."""
+        if record.status not in (RUNNING, PAUSED) or self.supervisor_alive(record):
+            return record
+        status = self.runtime_state(record)
+        if status in ("running", "paused", "created"):
+            return record
+        self.state.transition(record.id, (RUNNING, PAUSED), status=EXITED, pid=0,
+                              exit_code=self._exit_file(record.id, 137), finished=time.time())
+        self.cleanup_runtime(record)
+        return self.state.by_id(record.id) or record
+
+    def _exit_file(self, container_id, default):
+        try:
+            with open(os.path.join(self.private_dir(container_id), "exit")) as handle:
+                return int(handle.read().strip())
+        except (OSError, ValueError):
+            return default
+
+    # create
+
+    def create(self, config: ContainerConfig, name=None, runtime=None):
+        """A container in the `created` state: snapshot, private files, database row."""
+        image = self.images.get(config.image)
+        image_config = image.config.config
+        config = self._merge_image(config, image_config)
+        if not config.args:
+            raise InvalidArgument("no command specified")
+        runtime_argv = self.runtime_command(runtime)
+        container_id = secrets.token_hex(32)
+        private = self.private_dir(container_id)
+        os.makedirs(private, mode=0o710)
+        try:
+            specgen.write_etc_files(private, config, container_id)
+            self.images.snapshots.prepare(container_id, image.chain_id)
+            try:
+                self._insert(container_id, config, image, name, runtime_argv)
+            except BaseException:
+                self.images.snapshots.remove(container_id)
+                raise
+        except BaseException:
+            shutil.rmtree(private, ignore_errors=True)
+            raise
+        return self.state.by_id(container_id)
+
+    def _insert(self, container_id, config, image, name, runtime_argv):
+        explicit = name is not None
+        for _ in range(20):
+            chosen = name if explicit else naming.random_name(self.state.names())
+            record = Record(id=container_id, name=chosen, image_id=image.id, image_ref=config.image,
+                            created=time.time(), config=config, status=CREATED, pid=0, exit_code=0, error="",
+                            started=0, finished=0, restart_count=0, runtime=runtime_argv,
+                            labels=config.labels, supervisor_pid=0, supervisor_start="")
+            try:
+                self.state.insert(record)
+                return
+            except VesselError:
+                if explicit:
+                    raise
+        raise Conflict("could not pick a free container name")
+
+    @staticmethod
+    def _merge_image(config, image_config):
+        from vessel.engine.model import merge_env
+
+        if config.entrypoint is None:
+            config.entrypoint = list(image_config.entrypoint or [])
+            if not config.cmd:
+                config.cmd = list(image_config.cmd or [])
+        elif not config.cmd:
+            config.cmd = []
+        config.env = merge_env(image_config.env, config.env)
+        config.working_dir = config.working_dir or image_config.working_dir
+        config.user = config.user if config.user else image_config.user
+        config.labels = {**image_config.labels, **config.labels}
+        config.volumes = sorted(image_config.volumes)
+        if image_config.stop_signal and config.stop_signal == "SIGTERM":
+            config.stop_signal = image_config.stop_signal
+        return config
+
+    # start
+
+    def mount_rootfs(self, record):
+        target = self.rootfs(record.id)
+        os.makedirs(target, mode=0o755, exist_ok=True)
+        self.unmount_rootfs(record)
+        for mount in self.images.snapshots.mounts(record.id):
+            options = list(mount.options or [])
+            if mount.type == "overlay":
+                linux.mount("overlay", target, "overlay", 0, ",".join(options))
+            else:
+                flags = linux.MS_BIND | (linux.MS_REC if "rbind" in options else 0)
+                linux.mount(mount.source, target, None, flags)
+                if "ro" in options:
+                    linux.mount(None, target, None, flags | linux.MS_REMOUNT | linux.MS_RDONLY)
+        return target
+
+    def unmount_rootfs(self, record):
+        target = self.rootfs(record.id)
+        while True:
+            try:
+                linux.umount2(target, linux.MNT_DETACH)
+            except OSError as exc:
+                if exc.errno in (_EINVAL, _ENOENT):
+                    return
+                raise
+
+    def prepare_bundle(self, record):
+        """Mount the rootfs and write config.json; unmounts again on failure."""
+        bundle = self.bundle_dir(record.id)
+        os.makedirs(bundle, mode=0o700, exist_ok=True)
+        rootfs = self.mount_rootfs(record)
+        try:
+            spec = specgen.build_spec(record.config, record.id, rootfs, self.private_dir(record.id))
+            tmp = os.path.join(bundle, "config.json.tmp")
+            with open(tmp, "w") as handle:
+                json.dump(spec, handle)
+            os.replace(tmp, os.path.join(bundle, "config.json"))
+        except BaseException:
+            self.unmount_rootfs(record)
+            raise
+        return bundle
+
+    def start(self, name_or_id, wait_attach=False):
+        """Start a created or exited container under a new supervisor.
+
+        Returns the supervisor's status pipe (a file object) when `wait_attach`:
+        the caller connects to the attach socket, then reads the next event.
+        """
+        from vessel.engine import supervisor
+
+        record = self.get(name_or_id)
+        # the supervisor inherits this lock and holds it for its life: one supervisor per container
+        lock = self._claim(record)
+        if lock is None:
+            if wait_attach:
+                raise Conflict(f"container {record.id[:12]} is already running")
+            return None
+        try:
+            record = self.get(record.id)
+            if record.status in (RUNNING, PAUSED):  # its supervisor was killed; the container runs on
+                if wait_attach:
+                    raise Conflict(f"container {record.id[:12]} is already running")
+                return None
+            if record.status in (REMOVING, DEAD):
+                raise Conflict(f"container {record.id[:12]} is marked for removal and cannot be started")
+            if not self.state.transition(record.id, (CREATED, EXITED), status=CREATED, error=""):
+                raise Conflict(f"container {record.id[:12]} is already running")
+            try:
+                self.cleanup_runtime(record)
+                self.prepare_bundle(record)
+            except VesselError as exc:
+                if record.config.auto_remove and self.state.transition(record.id, (CREATED,), status=REMOVING):
+                    self.destroy(record)
+                else:
+                    self.state.update(record.id, error=str(exc))
+                raise ContainerStartError(str(exc), start_error_code(str(exc))) from None
+            try:
+                events = supervisor.spawn(self, record, wait_attach, lock)
+            except BaseException:
+                self.unmount_rootfs(record)
+                raise
+        finally:
+            os.close(lock)
+        if wait_attach:
+            return events
+        self.read_start(events, record)
+        return None
+
+    def _claim(self, record):
+        """An fd holding the container's supervisor lock, or None when a supervisor holds it."""
+        import fcntl
+
+        fd = os.open(os.path.join(self.private_dir(record.id), "supervisor.lock"),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    def read_start(self, events, record):
+        """Read the supervisor's events until the container runs; ContainerStartError if it did not."""
+        try:
+            for line in events:
+                event = json.loads(line)
+                if event["event"] == "started":
+                    return event
+                if event["event"] == "error":
+                    raise ContainerStartError(event["message"], event["code"])
+        finally:
+            events.close()
+        current = self.state.by_id(record.id)
+        if current is not None and current.status in (RUNNING, PAUSED, EXITED):
+            return {"event": "started"}
+        self.abandon_start(record)
+        raise ContainerStartError("the container's supervisor exited before the container started", 125)
+
+    def abandon_start(self, record):
+        """Undo a start whose supervisor died before reporting: runtime container, rootfs mount."""
+        current = self.state.by_id(record.id)
+        if current is not None and current.status == CREATED:
+            self.cleanup_runtime(record)
+
+    # stop, kill, pause
+
+    def kill(self, name_or_id, signal="SIGKILL"):
+        from vessel.runtime.signals import parse_signal
+
+        try:
+            parse_signal(str(signal))
+        except ValueError:
+            raise InvalidArgument(f"Invalid signal: {signal}") from None
+        record = self.get(name_or_id)
+        if record.status not in (RUNNING, PAUSED):
+            raise Conflict(f"Cannot kill container: {name_or_id}: container {record.id} is not running")
+        result = self.runtime(record, "kill", record.id, str(signal))
+        if result.returncode != 0 and self.runtime_state(record) in ("running", "paused"):
+            raise Unavailable(f"Cannot kill container: {name_or_id}: {result.stderr.decode().strip()}")
+        return record
+
+    def wait_exit(self, record, timeout=None):
+        """Poll until the container is no longer running; returns the fresh record (or None if removed)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            current = self.state.by_id(record.id)
+            if current is None:
+                return None
+            current = self.refresh(current)
+            if current.status not in (RUNNING, PAUSED):
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                return current
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.2)
+
+    def stop(self, name_or_id, timeout=None, signal=None):
+        record = self.get(name_or_id)
+        if record.status not in (RUNNING, PAUSED):
+            return record
+        timeout = record.config.stop_timeout if timeout is None else timeout
+        signal = signal or record.config.stop_signal or "SIGTERM"
+        if record.status == PAUSED:
+            self.runtime(record, "resume", record.id)
+        if timeout != 0:
+            self.runtime(record, "kill", record.id, signal)
+            current = self.wait_exit(record, timeout if timeout > 0 else None)
+            if current is None or current.status not in (RUNNING, PAUSED):
+                self.wait_supervisor(record.supervisor_pid, record.supervisor_start)
+                return current
+        self.runtime(record, "kill", record.id, "SIGKILL")
+        current = self.wait_exit(record, 30)
+        self.wait_supervisor(record.supervisor_pid, record.supervisor_start)
+        return current
+
+    def pause(self, name_or_id):
+        record = self.get(name_or_id)
+        if record.status == PAUSED:
+            raise Conflict(f"container {record.id} is already paused")
+        if record.status != RUNNING:
+            raise Conflict(f"container {record.id} is not running")
+        result = self.runtime(record, "pause", record.id)
+        if result.returncode != 0:
+            raise Unavailable(result.stderr.decode().strip() or "pause failed")
+        self.state.transition(record.id, (RUNNING,), status=PAUSED)
+
+    def unpause(self, name_or_id):
+        record = self.get(name_or_id)
+        if record.status != PAUSED:
+            raise Conflict(f"container {record.id} is not paused")
+        result = self.runtime(record, "resume", record.id)
+        if result.returncode != 0:
+            raise Unavailable(result.stderr.decode().strip() or "unpause failed")
+        self.state.transition(record.id, (PAUSED,), status=RUNNING)
+
+    def rename(self, name_or_id, new_name):
+        from vessel.engine.model import validate_name
+
+        record = self.get(name_or_id)
+        new_name = validate_name(new_name)
+        if new_name == record.name:
+            raise InvalidArgument("Renaming a container with the same name as its current name")
+        self.state.rename(record.id, new_name)
+
+    def update(self, name_or_id, memory=None, nano_cpus=None, pids_limit=None):
+        """Change the limits of a container (live, through the runtime, when it runs) and record them."""
+        record = self.get(name_or_id)
+        config = record.config
+        flags = []
+        if memory is not None:
+            config.memory = memory
+            flags += ["--memory", str(memory)]
+        if nano_cpus is not None:
+            config.nano_cpus = nano_cpus
+            quota = nano_cpus * specgen.CPU_PERIOD // 1_000_000_000 if nano_cpus else -1
+            flags += ["--cpu-period", str(specgen.CPU_PERIOD), "--cpu-quota", str(quota)]
+        if pids_limit is not None:
+            config.pids_limit = pids_limit
+            flags += ["--pids-limit", str(pids_limit or -1)]
+        if flags and record.status in (RUNNING, PAUSED):
+            result = self.runtime(record, "update", *flags, record.id)
+            if result.returncode != 0:
+                raise Unavailable(f"Cannot update container {record.id}: "
+                                  f"{result.stderr.decode(errors='replace').strip()}")
+        self.state.update(record.id, config=json.dumps(config.to_json()))
+
+    # removal
+
+    def cleanup_runtime(self, record):
+        """Delete the runtime's container and unmount the rootfs (both idempotent)."""
+        self.runtime(record, "delete", "--force", record.id)
+        self.unmount_rootfs(record)
+
+    def remove(self, name_or_id, force=False, volumes=False):
+        record = self.get(name_or_id)
+        if record.status in (RUNNING, PAUSED):
+            if not force:
+                raise Conflict(f'cannot remove container "/{record.name}": container is running: stop the '
+                               "container before removing or force remove")
+            self.runtime(record, "kill", record.id, "SIGKILL")
+            record = self.wait_exit(record, 30)
+            if record is None:
+                return
+            if record.status in (RUNNING, PAUSED):
+                raise Unavailable(f"container {record.id[:12]} did not stop after SIGKILL")
+            self.wait_supervisor(record.supervisor_pid, record.supervisor_start)
+        if not self.state.transition(record.id, (CREATED, EXITED, DEAD), status=REMOVING):
+            current = self.state.by_id(record.id)
+            if current is None or current.status == REMOVING:
+                return  # someone else (the supervisor's --rm) removes it
+            raise Conflict(f"container {record.id[:12]} changed state during removal; try again")
+        self.destroy(record)
+
+    def destroy(self, record):
+        """Remove everything of a container that is not running (its row is in `removing`)."""
+        try:
+            self.cleanup_runtime(record)
+            try:
+                self.images.snapshots.remove(record.id)
+            except NotFound:
+                pass
+            shutil.rmtree(self.bundle_dir(record.id), ignore_errors=True)
+            shutil.rmtree(self.private_dir(record.id), ignore_errors=True)
+        except BaseException:
+            self.state.update(record.id, status=DEAD)
+            raise
+        self.state.delete(record.id)
+
+    # exec, top, logs
+
+    def exec_argv(self, record, command, tty=False, detach=False, env=(), user="", workdir=""):
+        """The runtime's exec command line for `command` in the running container."""
+        if record.status == PAUSED:
+            raise Conflict(f"container {record.id} is paused, unpause the container before exec")
+        if record.status != RUNNING:
+            raise Conflict(f"container {record.id} is not running")
+        if not command:
+            raise InvalidArgument("exec requires at least 1 argument")
+        argv = list(record.runtime) + ["exec"]
+        if tty:
+            argv.append("--tty")
+        if detach:
+            argv.append("--detach")
+        if user:
+            resolved = specgen.resolve_user(self.rootfs(record.id), user)
+            argv += ["--user", f"{resolved.uid}:{resolved.gid}"]
+            argv += [f"--additional-gids={g}" for g in resolved.additional_gids]
+        if workdir:
+            argv += ["--cwd", workdir]
+        for item in env:
+            argv += ["--env", item]
+        return argv + [record.id] + list(command)
+
+    def top(self, name_or_id, ps_args=()):
+        record = self.get(name_or_id)
+        if record.status not in (RUNNING, PAUSED):
+            raise Conflict(f"container {record.id} is not running")
+        result = self.runtime(record, "ps", "--format", "json", record.id)
+        if result.returncode != 0:
+            raise Unavailable(result.stderr.decode().strip())
+        pids = json.loads(result.stdout or b"[]")
+        ps = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
+        if ps.returncode != 0:
+            raise InvalidArgument(f"ps: {ps.stderr.strip()}")
+        lines = ps.stdout.splitlines()
+        header = lines[0].split()
+        pid_column = header.index("PID")
+        rows = [line.split(None, len(header) - 1) for line in lines[1:]]
+        return header, [row for row in rows if int(row[pid_column]) in pids]
+
+    def stats_sample(self, record):
+        """One reading of the container's cgroup through the runtime (`events --stats`)."""
+        result = self.runtime(record, "events", "--stats", record.id)
+        if result.returncode != 0:
+            raise Conflict(f"container {record.id[:12]} is not running")
+        data = json.loads(result.stdout.splitlines()[0]).get("data", {})
+        memory = data.get("memory", {})
+        usage = memory.get("usage", {})
+        raw = memory.get("raw", {})
+        inactive = raw.get("total_inactive_file", raw.get("inactive_file", 0))
+        blkio = {"Read": 0, "Write": 0}
+        for entry in data.get("blkio", {}).get("ioServiceBytesRecursive", []) or []:
+            if entry.get("op", "").lower() in ("read", "write"):
+                blkio[entry["op"].capitalize()] += entry.get("value", 0)
+        return {"time": time.monotonic_ns(), "cpu": data.get("cpu", {}).get("usage", {}).get("total", 0),
+                "memory": max(0, usage.get("usage", 0) - inactive), "limit": usage.get("limit", 0),
+                "pids": data.get("pids", {}).get("current", 0), "block_read": blkio["Read"],
+                "block_write": blkio["Write"]}
+
+    def diff(self, name_or_id):
+        """Docker's `diff`: [("A"|"C"|"D", path)] from the overlay's upper dir, sorted by path."""
+        import stat as stat_
+
+        record = self.get(name_or_id)
+        options = {}
+        for mount in self.images.snapshots.mounts(record.id):
+            if mount.type != "overlay":
+                if mount.type == "bind" and self.images.snapshots.driver == "overlay":
+                    return [("A", "/" + p) for p in _walk(mount.source)]  # an image without layers
+                raise Unsupported("diff needs the overlay snapshot driver")
+            options = dict(o.split("=", 1) for o in mount.options if "=" in o)
+        upper, lowers = options["upperdir"], options["lowerdir"].split(":")
+        changes = []
+        for relative in _walk(upper):
+            info = os.lstat(os.path.join(upper, relative))
+            if stat_.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+                changes.append(("D", "/" + relative))
+            elif any(os.path.lexists(os.path.join(lower, relative)) for lower in lowers):
+                changes.append(("C", "/" + relative))
+            elif "/" + relative not in _ENGINE_MOUNT_POINTS:
+                changes.append(("A", "/" + relative))
+        return changes
+
+    def logs(self, record, follow=False, tail=None, since=None, until=None):
+        """(stream, text, time) entries; with `follow`, new ones until the container stops."""
+        path = self.log_path(record.id)
+        try:
+            position = os.path.getsize(path)
+        except FileNotFoundError:
+            position = 0
+        entries = list(logfiles.read_entries(path, since, until, live_limit=position))
+        if tail is not None:
+            entries = entries[-tail:] if tail > 0 else []
+        yield from entries
+        if follow:
+            def alive():
+                current = self.state.by_id(record.id)
+                return current is not None and self.refresh(current).status in (RUNNING, PAUSED)
+
+            yield from logfiles.follow(path, position, alive, since)
