@@ -515,6 +515,7 @@ class Engine:
         """Remove everything of a container that is not running (its row is in `removing`)."""
         try:
             self.cleanup_runtime(record)
+            specgen.remove_default_cgroup_parent(record.config)
             try:
                 self.images.snapshots.remove(record.id)
             except NotFound:

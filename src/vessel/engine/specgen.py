@@ -12,7 +12,8 @@ from vessel.engine.model import ContainerConfig
 from vessel.errors import InvalidArgument, NotFound
 from vessel.runtime import defaults, paths
 
-__all__ = ["build_spec", "resolve_user", "own_cgroup", "cgroups_path", "write_etc_files"]
+__all__ = ["build_spec", "resolve_user", "own_cgroup", "cgroups_path", "remove_default_cgroup_parent",
+           "write_etc_files"]
 
 _MAX_DB_FILE = 1 << 20
 _RLIMITS = {"core": "RLIMIT_CORE", "cpu": "RLIMIT_CPU", "data": "RLIMIT_DATA", "fsize": "RLIMIT_FSIZE",
@@ -112,6 +113,18 @@ def cgroups_path(config, container_id):
     if not parent.startswith("/"):
         parent = f"{own_cgroup().rstrip('/')}/{parent}"
     return f"{parent.rstrip('/')}/{container_id}"
+
+
+def remove_default_cgroup_parent(config):
+    """rmdir <own cgroup>/vessel in every hierarchy once no container is left in it."""
+    if config.cgroup_parent:
+        return
+    parent = f"{own_cgroup().strip('/')}/vessel".lstrip("/")
+    for hierarchy in os.listdir("/sys/fs/cgroup"):
+        try:
+            os.rmdir(os.path.join("/sys/fs/cgroup", hierarchy, parent))
+        except OSError:
+            pass  # not empty (another container), not there, or not a hierarchy
 
 
 def write_etc_files(directory, config, container_id):
