@@ -511,6 +511,10 @@ class Container:
                 "pids": second["pids"], "block_read": second["block_read"], "block_write": second["block_write"],
                 "net_rx": 0, "net_tx": 0}
 
+    def export(self, out):
+        """Write the container's filesystem as a tar stream to the binary file `out`."""
+        self.engine.export(self.id, out)
+
     def diff(self):
         """[{"Kind": 0|1|2, "Path": p}] as docker-py returns it (0 changed, 1 added, 2 deleted)."""
         kinds = {"C": 0, "A": 1, "D": 2}

@@ -568,3 +568,28 @@ def test_rmi_refuses_an_image_a_container_uses(vessel):
     proc = vessel("rmi", "busybox", code=125)
     assert "container" in proc.stderr
     assert vessel("images", "-q").stdout.strip()
+
+
+def test_export_running_and_stopped(vessel, tmp_path):
+    """`vessel export` writes the container's whole filesystem, changes included, as a tar."""
+    import tarfile
+
+    vessel("run", "-d", "--name", "exp", "busybox", "sh", "-c", "echo mine > /made-here; sleep 100")
+    deadline = time.monotonic() + 10
+    while vessel("exec", "exp", "cat", "/made-here", code=None).returncode != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    running = tmp_path / "running.tar"
+    vessel("export", "-o", running, "exp")
+    vessel("stop", "-t", "0", "exp")
+    stopped = tmp_path / "stopped.tar"
+    vessel("export", "--output", stopped, "exp")
+    for archive in (running, stopped):
+        with tarfile.open(archive) as tar:
+            names = set(tar.getnames())
+            assert {"bin/busybox", "etc/passwd", "made-here"} <= names
+            assert tar.extractfile("made-here").read() == b"mine\n"
+    assert not _mounted_below(vessel.runroot + "/export-")
+    proc = vessel("export", "-o", tmp_path / "x.tar", "no-such-container", code=125)
+    assert "No such container" in proc.stderr
+    assert not (tmp_path / "x.tar").exists()

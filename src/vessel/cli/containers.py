@@ -501,6 +501,31 @@ def top(obj, name, ps_args):
     click.echo(table(result["Processes"], result["Titles"]))
 
 
+@click.command("export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file, instead of STDOUT.")
+@click.argument("name")
+@click.pass_obj
+def export(obj, output, name):
+    """Export a container's filesystem as a tar archive."""
+    container_ = _client(obj).containers.get(name)
+    if output is None:
+        if sys.stdout.isatty():
+            raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        container_.export(sys.stdout.buffer)
+        return
+    tmp = f"{output}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as out:
+            container_.export(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 @click.command("diff")
 @click.argument("name")
 @click.pass_obj
@@ -630,7 +655,7 @@ def container():
 
 
 for _command in (run, create, start, stop, restart, attach, kill, rm, ps, logs, inspect, wait, exec_, pause,
-                 unpause, rename, top, port, diff, stats, update, prune):
+                 unpause, rename, top, port, diff, export, stats, update, prune):
     container.add_command(_command)
 container.add_command(ps, "ls")
 container.add_command(ps, "list")

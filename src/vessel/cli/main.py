@@ -48,6 +48,7 @@ COMMANDS = {
     "top": "vessel.cli.containers:top",
     "port": "vessel.cli.containers:port",
     "container": "vessel.cli.containers:container",
+    "export": "vessel.cli.containers:export",
     "restart": "vessel.cli.containers:restart",
     "attach": "vessel.cli.containers:attach",
     "diff": "vessel.cli.containers:diff",

@@ -9,6 +9,7 @@ Files of a container <id>:
 """
 
 import json
+import contextlib
 import os
 import secrets
 import shutil
@@ -611,6 +612,35 @@ class Engine:
             elif "/" + relative not in _ENGINE_MOUNT_POINTS:
                 changes.append(("A", "/" + relative))
         return changes
+
+    def export(self, name_or_id, out):
+        """Write the container's filesystem as one tar stream to the binary file `out` (Docker's export).
+
+        A running container's rootfs is already mounted; a stopped one's is
+        mounted read-only in a temporary directory for the time of the copy.
+        """
+        import tarfile
+        import tempfile
+
+        record = self.get(name_or_id)
+        with contextlib.ExitStack() as stack:
+            source = self.rootfs(record.id)
+            if not os.path.ismount(source):
+                source = stack.enter_context(tempfile.TemporaryDirectory(dir=self.runroot, prefix="export-"))
+                self._mount_snapshot_readonly(record, source)
+                stack.callback(linux.umount2, source, linux.MNT_DETACH)
+            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                for name in sorted(os.listdir(source)):
+                    tar.add(os.path.join(source, name), arcname=name)
+
+    def _mount_snapshot_readonly(self, record, target):
+        for mount in self.images.snapshots.mounts(record.id):
+            options = [o for o in (mount.options or []) if o not in ("rw",)]
+            if mount.type == "overlay":
+                linux.mount("overlay", target, "overlay", linux.MS_RDONLY, ",".join(options))
+            else:
+                linux.mount(mount.source, target, None, linux.MS_BIND | linux.MS_REC)
+                linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
 
     def logs(self, record, follow=False, tail=None, since=None, until=None):
         """(stream, text, time) entries; with `follow`, new ones until the container stops."""
