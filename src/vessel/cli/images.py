@@ -24,8 +24,11 @@ def _store(root):
     from vessel.errors import PermissionDenied, Unavailable
     from vessel.image.store import ImageStore
 
+    from vessel.engine.state import image_users
+
     try:
-        return ImageStore(root)
+        # the engine tells which containers use an image, so that rmi refuses those
+        return ImageStore(root, users=image_users(root))
     except PermissionError as exc:
         raise PermissionDenied(f"image store in {root}: {exc.strerror}: {exc.filename}") from None
     except (OSError, sqlite3.Error) as exc:
@@ -538,8 +541,9 @@ def pull(obj, platform, quiet, name):
     from vessel.image import reference as references
     from vessel.image import registry
 
-    ref = references.parse(name)
-    registry.pull(_store(obj.root), ref, platform=platform, progress=None if quiet else sys.stdout)
+    ref = references.parse(name)  # checked before any network access
+    # the raw name goes through, so the pull can say "Using default tag: latest"
+    registry.pull(_store(obj.root), name, platform=platform, progress=None if quiet else sys.stdout)
     if quiet:
         click.echo(str(ref))
 
@@ -564,9 +568,11 @@ def push(obj, quiet, name):
 @click.option("-p", "--password", help="Password.")
 @click.option("--password-stdin", is_flag=True, help="Take the password from stdin.")
 @click.argument("server", required=False, default="docker.io")
-def login(username, password, password_stdin, server):
+@click.pass_obj
+def login(obj, username, password, password_stdin, server):
     """Log in to a registry."""
     from vessel.image.registry import auth
+    from vessel.image.registry.hosts import RegistryConfig
 
     if password_stdin:
         if password:
@@ -578,7 +584,8 @@ def login(username, password, password_stdin, server):
         username = click.prompt("Username")
     if not password:
         password = click.prompt("Password", hide_input=True)
-    click.echo(auth.login(server, username, password))
+    registries = RegistryConfig.load(root=obj.root)
+    click.echo(auth.login(server, username, password, registries=registries))
 
 
 @click.command("logout")
