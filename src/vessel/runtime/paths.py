@@ -49,7 +49,22 @@ def ensure_in_root(root_fd, path, directory=True, mode=0o755, follow_last=True):
     are expanded inside the root, and missing directories are created where
     they point. With `follow_last=False` a symlink as the last component is an
     error instead (for /proc and /sys, CVE-2019-19921).
+
+    A directory renamed away while we walk (a container sharing the volume)
+    makes the walk start again, a few times, before ENOENT is reported.
     """
+    for attempt in range(_WALK_ATTEMPTS):
+        try:
+            return _walk_creating(root_fd, path, directory, mode, follow_last)
+        except FileNotFoundError:
+            if attempt + 1 == _WALK_ATTEMPTS:
+                raise
+
+
+_WALK_ATTEMPTS = 4
+
+
+def _walk_creating(root_fd, path, directory, mode, follow_last):
     remaining = [p for p in path.split("/") if p]
     resolved = []
     links = 0
