@@ -47,7 +47,6 @@ __all__ = ["LayerResult", "apply_layer", "decompressed", "detect_compression"]
 _CHUNK = 1 << 20
 _READ_AHEAD = 4  # chunks the reader thread may be ahead
 _MAX_CACHED_DIRS = 512
-_EAGAIN_RETRIES = 100
 _BLOCK = 512
 _ZERO_BLOCK = bytes(_BLOCK)
 _MAX_EXTENSION = 1 << 20  # pax and GNU long-name headers; real ones are tiny
@@ -494,17 +493,6 @@ def _clean(name):
     return parts
 
 
-def _openat2(dirfd, path, flags, mode, resolve):
-    """openat2, retried on EAGAIN: the kernel gives up a ".." walk in RESOLVE_IN_ROOT
-    when any rename happened meanwhile, anywhere on the system."""
-    for _ in range(_EAGAIN_RETRIES):
-        try:
-            return linux.openat2(dirfd, path, flags, mode, resolve)
-        except BlockingIOError:
-            continue
-    return linux.openat2(dirfd, path, flags, mode, resolve)
-
-
 def _umask():
     with open("/proc/self/status", "rb") as handle:
         for line in handle:
@@ -566,7 +554,7 @@ class _Applier:
         if fd is not None:
             return fd
         try:
-            fd = _openat2(self.root_fd, key, _O_PATH_DIR, 0, _RESOLVE)
+            fd = linux.openat2(self.root_fd, key, _O_PATH_DIR, 0, _RESOLVE)
         except FileNotFoundError:
             if not create:
                 return None
@@ -599,7 +587,7 @@ class _Applier:
         key = b"/".join(parts)
         for lower in self.lower_fds:
             try:
-                fd = _openat2(lower, key, os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE)
+                fd = linux.openat2(lower, key, os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW, 0, _RESOLVE)
             except OSError:
                 continue
             try:

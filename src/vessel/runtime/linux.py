@@ -231,12 +231,21 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
+_OPENAT2_EAGAIN_RETRIES = 100
+
+
 def openat2(dirfd, path, flags, mode=0, resolve=0):
+    """openat2(2), retried on EAGAIN: with RESOLVE_IN_ROOT or RESOLVE_BENEATH the
+    kernel gives up a ".." walk when any rename happened meanwhile, anywhere."""
     how = _OpenHow(flags=flags, mode=mode, resolve=resolve)
-    fd = _syscall(_SYS_openat2, _c_int(dirfd), _b(path), ctypes.byref(how), ctypes.sizeof(how))
-    if fd < 0:
-        _raise("openat2", path)
-    return fd
+    raw_path = _b(path)
+    for _ in range(_OPENAT2_EAGAIN_RETRIES):
+        fd = _syscall(_SYS_openat2, _c_int(dirfd), raw_path, ctypes.byref(how), ctypes.sizeof(how))
+        if fd >= 0:
+            return fd
+        if ctypes.get_errno() != 11:  # EAGAIN
+            break
+    _raise("openat2", path)
 
 
 _SYS_keyctl = 250
