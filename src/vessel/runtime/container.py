@@ -161,6 +161,15 @@ class Container:
             raise Conflict(f"cannot {verb} container {self.id} in status {status}")
         return status
 
+    def cgroup_manager(self):
+        """The manager of the container's cgroups, or None if it has none."""
+        data = self.data.get("cgroup")
+        if not data:
+            return None
+        from vessel.runtime import cgroups
+
+        return cgroups.Manager.from_state(data)
+
     def set_status(self, status):
         self.data["status"] = status
         self.save()

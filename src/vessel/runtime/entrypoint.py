@@ -3,8 +3,9 @@
 pip's console-script wrapper runs the interpreter with `site` and imports `re`,
 which costs more than everything the runtime does to start a container. This
 writes a script that starts the same interpreter isolated and without `site`
-(`-IS`) and puts vessel's own directory on sys.path by hand; `cli.run` then
-exits without the interpreter's teardown.
+(`-IS`), without the cyclic garbage collector (a short-lived process; its
+passes cost milliseconds during imports), and puts vessel's own directory on
+sys.path by hand; `cli.run` then exits without the interpreter's teardown.
 
     python -m vessel.runtime.entrypoint /usr/local/bin/vessel-runtime
 """
@@ -22,6 +23,8 @@ def write_launcher(path, interpreter=None):
     interpreter = interpreter or sys.executable
     text = (
         f"#!{interpreter} -IS\n"
+        "import gc\n"
+        "gc.disable()\n"
         "import sys\n"
         f"sys.path.insert(0, {package_parent!r})\n"
         "from vessel.runtime.cli import run\n"

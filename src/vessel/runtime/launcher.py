@@ -66,6 +66,14 @@ def _check_unsupported(spec_):
         raise Unsupported("an SELinux label was requested but SELinux is not enabled on this host")
 
 
+def preserve_fds_option(opts):
+    """runc's --preserve-fds N: how many fds after stdio the program inherits."""
+    value = opts.get("preserve-fds") or "0"
+    if not value.isdigit():
+        raise InvalidArgument(f"invalid --preserve-fds value {value!r}")
+    return int(value)
+
+
 def create(ctx, container_id, prepared, console_socket=None, pid_file=None, no_pivot=False,
            preserve_fds=0, console=None, new_keyring=True):
     """Create the container in the `created` state from `prepare()`'s result; returns the Container.

@@ -6,7 +6,6 @@ import time
 
 from vessel.errors import Conflict, NotFound, VesselError
 from vessel.runtime import container as ctr
-from vessel.runtime.verbs.kill import cgroup_manager
 
 __all__ = ["main", "delete"]
 
@@ -31,7 +30,7 @@ def delete(container, force=False):
         raise Conflict(f"cannot delete container {container.id} that is not stopped: {status}")
     if status == ctr.CREATING and not force and _create_in_progress(container):
         raise Conflict(f"cannot delete container {container.id}: it is still being created")
-    manager = cgroup_manager(container)
+    manager = container.cgroup_manager()
     if status != ctr.STOPPED:
         if container.alive():
             try:

@@ -6,7 +6,6 @@ import time
 from vessel.errors import Conflict, InvalidArgument
 from vessel.runtime import container as ctr
 from vessel.runtime import jsonio
-from vessel.runtime.verbs.kill import cgroup_manager
 
 __all__ = ["main", "parse_duration"]
 
@@ -32,7 +31,7 @@ def main(ctx, opts, args):
     container = ctr.Container.load(ctx.root, args[0])
     if container.status() == ctr.STOPPED:
         raise Conflict(f"container {container.id} is not running")
-    manager = cgroup_manager(container)
+    manager = container.cgroup_manager()
     while True:
         event = {"type": "stats", "id": container.id, "data": manager.stats() if manager else {}}
         sys.stdout.write(jsonio.dumps(event) + "\n")

@@ -48,16 +48,13 @@ def main(ctx, opts, args):
 
         config = seccomp.parse(spec_.linux.seccomp)
         program, flags = seccomp.compile(config), tuple(config.flags)
-    preserve = opts.get("preserve-fds") or "0"
-    if not preserve.isdigit():
-        raise InvalidArgument(f"invalid --preserve-fds value {preserve!r}")
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     sub_cgroups = opts.get("cgroup", [])
     if sub_cgroups:
         if not container.data.get("cgroup"):
             raise InvalidArgument("--cgroup: the container has no cgroup")
         _sub_cgroup_targets(container.data["cgroup"], sub_cgroups)  # check before forking
-    pid = _spawn(container, spec_, proc, console, caps, program, flags, int(preserve), sub_cgroups)
+    pid = _spawn(container, spec_, proc, console, caps, program, flags, launcher.preserve_fds_option(opts), sub_cgroups)
     if opts.get("pid-file"):
         jsonio.write_atomic(os.path.abspath(opts["pid-file"]), str(pid), 0o644)
     if relay is not None:
@@ -152,9 +149,8 @@ def _join_sub_cgroups(state, values, pid):
 
 def _spawn(container, spec_, proc, console, caps, program, flags, preserve_fds, sub_cgroups=()):
     process.preload(terminal=proc.terminal, caps=caps is not None, seccomp=program is not None)
-    from vessel.runtime.verbs.kill import cgroup_manager
-
-    manager = cgroup_manager(container)
+    
+    manager = container.cgroup_manager()
     # like the init: move ourselves into the v1 cgroups, fork into the cgroup2 one
     cgroup2_dir, cgroup_tasks = manager.join_plan() if manager is not None else (None, [])
     cgroup2_fd = os.open(cgroup2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if cgroup2_dir else None

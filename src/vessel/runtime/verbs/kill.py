@@ -23,7 +23,7 @@ def kill(container, sig, all_processes=False):
     if status not in ctr.ALLOWED["kill"] and not (all_processes and status == ctr.STOPPED):
         raise Conflict(f"container {container.id} is not running (status {status})")
     if all_processes:
-        manager = cgroup_manager(container)
+        manager = container.cgroup_manager()
         if manager is not None:
             manager.kill_all(sig)
             return
@@ -32,15 +32,6 @@ def kill(container, sig, all_processes=False):
     except ProcessLookupError:
         raise Conflict(f"container {container.id} is not running") from None
     if status == ctr.PAUSED and sig == 9:
-        manager = cgroup_manager(container)
+        manager = container.cgroup_manager()
         if manager is not None:
             manager.thaw()
-
-
-def cgroup_manager(container):
-    data = container.data.get("cgroup")
-    if not data:
-        return None
-    from vessel.runtime import cgroups
-
-    return cgroups.Manager.from_state(data)

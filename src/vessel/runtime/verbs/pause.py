@@ -2,14 +2,13 @@
 
 from vessel.errors import Unsupported
 from vessel.runtime import container as ctr
-from vessel.runtime.verbs.kill import cgroup_manager
 
 __all__ = ["main"]
 
 
 def main(ctx, opts, args):
     container = ctr.Container.load(ctx.root, args[0])
-    manager = cgroup_manager(container)
+    manager = container.cgroup_manager()
     if ctx.verb == "pause":
         container.require("pause")
         if manager is None:

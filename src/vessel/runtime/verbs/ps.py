@@ -6,7 +6,6 @@ import sys
 from vessel.errors import InvalidArgument, Unavailable
 from vessel.runtime import container as ctr
 from vessel.runtime import jsonio
-from vessel.runtime.verbs.kill import cgroup_manager
 
 __all__ = ["main"]
 
@@ -16,7 +15,7 @@ def main(ctx, opts, args):
     if fmt not in ("table", "json"):
         raise InvalidArgument(f"invalid format {fmt!r}: use table or json")
     container = ctr.Container.load(ctx.root, args[0])
-    manager = cgroup_manager(container)
+    manager = container.cgroup_manager()
     pids = sorted(manager.pids()) if manager is not None else ([container.pid] if container.alive() else [])
     if fmt == "json":
         sys.stdout.write(jsonio.dumps(pids) + "\n")

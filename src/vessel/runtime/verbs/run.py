@@ -8,7 +8,6 @@ exits and returns its exit status (128+N when killed by signal N).
 from vessel.runtime import container as ctr
 from vessel.runtime import foreground, launcher, linux
 from vessel.runtime.verbs import delete, start
-from vessel.runtime.verbs.create import preserve_fds
 
 __all__ = ["main"]
 
@@ -26,7 +25,7 @@ def main(ctx, opts, args):
     container = launcher.create(
         ctx, args[0], prepared, console_socket=console_socket,
         pid_file=opts.get("pid-file"), no_pivot=bool(opts.get("no-pivot")),
-        preserve_fds=preserve_fds(opts), new_keyring=not opts.get("no-new-keyring"),
+        preserve_fds=launcher.preserve_fds_option(opts), new_keyring=not opts.get("no-new-keyring"),
         console=relay.peer if relay else None)
     try:
         if relay is not None:

@@ -5,7 +5,6 @@ import sys
 from vessel.errors import InvalidArgument, Unsupported
 from vessel.runtime import container as ctr
 from vessel.runtime import jsonio
-from vessel.runtime.verbs.kill import cgroup_manager
 
 __all__ = ["main"]
 
@@ -15,7 +14,7 @@ def main(ctx, opts, args):
 
     container = ctr.Container.load(ctx.root, args[0])
     container.require("update")
-    manager = cgroup_manager(container)
+    manager = container.cgroup_manager()
     if manager is None:
         raise Unsupported(f"container {container.id} has no cgroup")
     source = opts.pop("resources", None)
