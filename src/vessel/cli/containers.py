@@ -15,6 +15,7 @@ import time
 import click
 
 from vessel.cli.images import human_duration, human_size, render, table
+from vessel.cli.common import for_each
 from vessel.errors import InvalidArgument, NotFound, VesselError
 
 _RUN_SETTINGS = {"help_option_names": ["--help"], "allow_interspersed_args": False}
@@ -30,19 +31,6 @@ def _fail_start(exc):
     """A start failure: Docker's message and its exit code (125, 126 or 127)."""
     click.echo(f"Error: {exc}", err=True)
     raise click.exceptions.Exit(exc.exit_code)
-
-
-def _each(names, action):
-    """Apply `action` to every name, reporting failures one per line; exit 125 if any failed."""
-    failed = False
-    for name in names:
-        try:
-            action(name)
-        except VesselError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            failed = True
-    if failed:
-        raise click.exceptions.Exit(125)
 
 
 # -- run / create -----------------------------------------------------------------
@@ -197,7 +185,7 @@ def start(obj, attach, interactive, names):
             raise VesselError(str(exc)) from None
         click.echo(name)
 
-    _each(names, one)
+    for_each(names, one)
 
 
 @click.command("stop")
@@ -213,7 +201,7 @@ def stop(obj, timeout, signal, names):
         client.containers.get(name).stop(timeout, signal)
         click.echo(name)
 
-    _each(names, one)
+    for_each(names, one)
 
 
 @click.command("restart")
@@ -233,7 +221,7 @@ def restart(obj, timeout, names):
             raise VesselError(str(exc)) from None
         click.echo(name)
 
-    _each(names, one)
+    for_each(names, one)
 
 
 @click.command("attach")
@@ -260,7 +248,7 @@ def kill(obj, signal, names):
         client.containers.get(name).kill(signal)
         click.echo(name)
 
-    _each(names, one)
+    for_each(names, one)
 
 
 @click.command("rm")
@@ -276,7 +264,7 @@ def rm(obj, force, volumes, names):
         client.containers.get(name).remove(force=force, v=volumes)
         click.echo(name)
 
-    _each(names, one)
+    for_each(names, one)
 
 
 @click.command("pause")
@@ -285,7 +273,7 @@ def rm(obj, force, volumes, names):
 def pause(obj, names):
     """Pause all processes within one or more containers."""
     client = _client(obj)
-    _each(names, lambda name: (client.containers.get(name).pause(), click.echo(name)))
+    for_each(names, lambda name: (client.containers.get(name).pause(), click.echo(name)))
 
 
 @click.command("unpause")
@@ -294,7 +282,7 @@ def pause(obj, names):
 def unpause(obj, names):
     """Unpause all processes within one or more containers."""
     client = _client(obj)
-    _each(names, lambda name: (client.containers.get(name).unpause(), click.echo(name)))
+    for_each(names, lambda name: (client.containers.get(name).unpause(), click.echo(name)))
 
 
 @click.command("rename")
@@ -312,7 +300,7 @@ def rename(obj, name, new_name):
 def wait(obj, names):
     """Block until one or more containers stop, then print their exit codes."""
     client = _client(obj)
-    _each(names, lambda name: click.echo(client.containers.get(name).wait()["StatusCode"]))
+    for_each(names, lambda name: click.echo(client.containers.get(name).wait()["StatusCode"]))
 
 
 # -- ps ---------------------------------------------------------------------------
@@ -618,7 +606,7 @@ def update(obj, memory, cpus, pids_limit, restart, names):
                                            restart_policy=restart)
         click.echo(name)
 
-    _each(names, one)
+    for_each(names, one)
 
 
 @click.command("prune")

@@ -259,18 +259,15 @@ def image_ls(obj, reference, show_all, quiet, digests, no_trunc, fmt, filters):
 # -- rmi, tag --------------------------------------------------------------------
 
 def _remove(root, names, force):
+    from vessel.cli.common import for_each
+
     store = _store(root)
-    errors = []
-    for name in names:
-        try:
-            for kind, what in store.remove(name, force=force):
-                click.echo(f"{kind}: {what}")
-        except VesselError as exc:
-            errors.append(exc)
-    for exc in errors[:-1]:
-        click.echo(f"Error: {exc}", err=True)
-    if errors:
-        raise errors[-1]
+
+    def remove(name):
+        for kind, what in store.remove(name, force=force):
+            click.echo(f"{kind}: {what}")
+
+    for_each(names, remove)
 
 
 @click.command("rmi")

@@ -11,6 +11,7 @@ import json
 
 import click
 
+from vessel.cli.common import for_each
 from vessel.cli.images import render, table
 from vessel.errors import InvalidArgument, NotFound, VesselError
 
@@ -175,18 +176,12 @@ def network_inspect(obj, fmt, names):
 @click.pass_obj
 def network_rm(obj, names):
     """Remove one or more networks."""
-    errors = []
+    def remove(name):
+        nets.remove(name)
+        click.echo(name)
+
     with _networks(obj.root) as nets:
-        for name in names:
-            try:
-                nets.remove(name)
-                click.echo(name)
-            except VesselError as exc:
-                errors.append(exc)
-    for exc in errors[:-1]:
-        click.echo(f"Error: {exc}", err=True)
-    if errors:
-        raise errors[-1]
+        for_each(names, remove)
 
 
 

@@ -1,0 +1,23 @@
+"""What the command modules share."""
+
+import click
+
+from vessel.errors import VesselError
+
+__all__ = ["for_each"]
+
+
+def for_each(names, action):
+    """Apply `action` to every name, one "Error: ..." line per failure; exit 125 if any failed.
+
+    Docker's way for rm, rmi, network rm and the like: one bad name does not stop the others.
+    """
+    failed = False
+    for name in names:
+        try:
+            action(name)
+        except VesselError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            failed = True
+    if failed:
+        raise click.exceptions.Exit(125)
