@@ -114,3 +114,23 @@ def run_in_pty(argv, env=None, typed=b""):
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), output
+
+
+def run_in_child(body):
+    """Run body() in a forked child; return (wait status, its JSON-able result or the error text)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(read_end)
+            payload = json.dumps(body())
+        except BaseException as exc:  # report everything to the parent
+            payload, code = json.dumps(f"{type(exc).__name__}: {exc}"), 1
+        os.write(write_end, payload.encode())
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        output = reader.read()
+    _, status = os.waitpid(pid, 0)
+    return status, json.loads(output) if output else None

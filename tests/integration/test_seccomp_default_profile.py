@@ -7,6 +7,8 @@ import socket
 
 import pytest
 
+from helpers import run_in_child
+
 from vessel.runtime import linux, seccomp
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86_64 syscall numbers")
@@ -48,34 +50,24 @@ def test_default_profile_blocks_escapes_and_runs_a_workload(tmp_path):
     with open(PROFILE, "rb") as fh:
         config = seccomp.parse(json.loads(fh.read()))
     program = seccomp.compile(config)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(read_end)
-            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-            assert seccomp.install(program, config.flags) is None
-            result = {name: raw(name) for name in (
-                "keyctl", "add_key", "mount", "kexec_load", "bpf", "open_by_handle_at", "umount2",
-                "setns", "io_uring_setup", "userfaultfd", "init_module", "reboot", "pivot_root")}
-            result["unshare(CLONE_NEWNS)"] = raw("unshare", CLONE_NEWNS)
-            result["clone3"] = raw("clone3", 0, 0)
-            result["socket(AF_ALG)"] = raw("socket", 38, 5, 0)
-            result["socket(AF_VSOCK)"] = raw("socket", 40, 1, 0)
-            result["personality(query)"] = raw("personality", 0xFFFFFFFF)
-            result["personality(READ_IMPLIES_EXEC)"] = raw("personality", 0x0400000)
-            result["getppid"] = raw("getppid")
-            result["workload"] = workload(tmp_path)
-            payload = json.dumps(result)
-        except BaseException as exc:  # report everything to the parent
-            payload, code = json.dumps(f"{type(exc).__name__}: {exc}"), 1
-        os.write(write_end, payload.encode())
-        os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as reader:
-        result = json.loads(reader.read())
-    _, status = os.waitpid(pid, 0)
+
+    def filtered():
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        assert seccomp.install(program, config.flags) is None
+        result = {name: raw(name) for name in (
+            "keyctl", "add_key", "mount", "kexec_load", "bpf", "open_by_handle_at", "umount2",
+            "setns", "io_uring_setup", "userfaultfd", "init_module", "reboot", "pivot_root")}
+        result["unshare(CLONE_NEWNS)"] = raw("unshare", CLONE_NEWNS)
+        result["clone3"] = raw("clone3", 0, 0)
+        result["socket(AF_ALG)"] = raw("socket", 38, 5, 0)
+        result["socket(AF_VSOCK)"] = raw("socket", 40, 1, 0)
+        result["personality(query)"] = raw("personality", 0xFFFFFFFF)
+        result["personality(READ_IMPLIES_EXEC)"] = raw("personality", 0x0400000)
+        result["getppid"] = raw("getppid")
+        result["workload"] = workload(tmp_path)
+        return result
+
+    status, result = run_in_child(filtered)
     assert os.waitstatus_to_exitcode(status) == 0, result
     workload_result = result.pop("workload")
     assert result == {

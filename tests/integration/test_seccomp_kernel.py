@@ -15,6 +15,8 @@ import struct
 
 import pytest
 
+from helpers import run_in_child
+
 from vessel.errors import InvalidArgument, PermissionDenied, Unavailable
 from vessel.runtime import linux, seccomp
 
@@ -42,25 +44,14 @@ def in_filtered_child(profile, body, flags=None, no_new_privs=True):
     """Fork; the child loads `profile` then runs body(); returns (wait status, JSON result)."""
     config = seccomp.parse(profile)
     program = seccomp.compile(config)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(read_end)
-            if no_new_privs:
-                linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-            listener = seccomp.install(program, config.flags if flags is None else flags)
-            payload = json.dumps(body() if listener is None else body(listener))
-        except BaseException as exc:  # report everything to the parent
-            payload, code = json.dumps(f"{type(exc).__name__}: {exc}"), 1
-        os.write(write_end, payload.encode())
-        os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as reader:
-        output = reader.read()
-    _, status = os.waitpid(pid, 0)
-    return status, json.loads(output) if output else None
+
+    def filtered():
+        if no_new_privs:
+            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        listener = seccomp.install(program, config.flags if flags is None else flags)
+        return body() if listener is None else body(listener)
+
+    return run_in_child(filtered)
 
 
 def ok_child(profile, body, **kwargs):

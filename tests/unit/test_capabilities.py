@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from helpers import run_in_child
+
 from vessel.errors import InvalidArgument, PermissionDenied
 from vessel.runtime import capabilities as caps
 
@@ -15,26 +17,6 @@ THREE = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 def mask(names):
     return sum(1 << caps.ALL_CAPABILITIES.index(name) for name in names)
-
-
-def run_child(body):
-    """Run body() in a forked child; return (wait status, JSON result or error text)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(read_end)
-            payload = json.dumps(body())
-        except BaseException as exc:  # report everything to the parent
-            payload, code = json.dumps(f"{type(exc).__name__}: {exc}"), 1
-        os.write(write_end, payload.encode())
-        os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as reader:
-        output = reader.read()
-    _, status = os.waitpid(pid, 0)
-    return status, json.loads(output) if output else None
 
 
 def status_caps(text):
@@ -122,7 +104,7 @@ def test_apply_as_uid_1000_gives_exactly_the_configured_sets():
         return {"refused": refused, "status": read_status_caps(), "keepcaps": keepcaps,
                 "uid": os.getresuid()}
 
-    status, result = run_child(body)
+    status, result = run_in_child(body)
     assert status == 0, result
     assert result["refused"] == []
     assert result["uid"] == [1000, 1000, 1000]
@@ -173,7 +155,7 @@ def test_apply_as_root_keeps_full_configured_sets():
         caps.apply_after_user_switch(sets)
         return read_status_caps()
 
-    status, result = run_child(body)
+    status, result = run_in_child(body)
     assert status == 0, result
     docker = mask(caps.DOCKER_DEFAULT)
     assert result == {"CapInh": 0, "CapPrm": docker, "CapEff": docker, "CapBnd": docker, "CapAmb": 0}
@@ -189,7 +171,7 @@ def test_ambient_not_permitted_and_inheritable_is_skipped():
         switch_user(1000, 1000)
         return {"refused": caps.apply_after_user_switch(sets), "status": read_status_caps()}
 
-    status, result = run_child(body)
+    status, result = run_in_child(body)
     assert status == 0, result
     assert result["refused"] == ["CAP_KILL"]
     assert result["status"]["CapAmb"] == 0
@@ -206,7 +188,7 @@ def test_empty_sets_leave_nothing():
         caps.apply_after_user_switch(sets)
         return read_status_caps()
 
-    status, result = run_child(body)
+    status, result = run_in_child(body)
     assert status == 0, result
     assert result == {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapBnd": 0, "CapAmb": 0}
 
@@ -223,6 +205,6 @@ def test_bounding_drop_without_setpcap_is_permission_denied():
             return str(exc)
         return "no error"
 
-    status, result = run_child(body)
+    status, result = run_in_child(body)
     assert status == 0, result
     assert result.startswith("cannot drop CAP_DAC_OVERRIDE from the bounding set")

@@ -258,34 +258,21 @@ def image_ls(obj, reference, show_all, quiet, digests, no_trunc, fmt, filters):
 
 # -- rmi, tag --------------------------------------------------------------------
 
-def _remove(root, names, force):
-    from vessel.cli.common import for_each
-
-    store = _store(root)
-
-    def remove(name):
-        for kind, what in store.remove(name, force=force):
-            click.echo(f"{kind}: {what}")
-
-    for_each(names, remove)
-
-
 @click.command("rmi")
 @click.option("-f", "--force", is_flag=True, help="Force removal of the image.")
 @click.argument("names", nargs=-1, required=True)
 @click.pass_obj
 def rmi(obj, force, names):
     """Remove one or more images."""
-    _remove(obj.root, names, force)
+    from vessel.cli.common import for_each
 
+    store = _store(obj.root)
 
-@click.command("rm")
-@click.option("-f", "--force", is_flag=True, help="Force removal of the image.")
-@click.argument("names", nargs=-1, required=True)
-@click.pass_obj
-def image_rm(obj, force, names):
-    """Remove one or more images."""
-    _remove(obj.root, names, force)
+    def remove(name):
+        for kind, what in store.remove(name, force=force):
+            click.echo(f"{kind}: {what}")
+
+    for_each(names, remove)
 
 
 @click.command("tag")
@@ -604,7 +591,7 @@ def image():
     """Manage images."""
 
 
-for _name, _command in (("ls", image_ls), ("list", image_ls), ("rm", image_rm), ("inspect", image_inspect),
+for _name, _command in (("ls", image_ls), ("list", image_ls), ("rm", rmi), ("inspect", image_inspect),
                         ("tag", tag), ("history", _history_command("history")), ("prune", image_prune),
                         ("save", save), ("load", load), ("import", import_), ("pull", pull), ("push", push)):
     image.add_command(_command, _name)
