@@ -25,8 +25,10 @@ RESOURCES = {
     "memory": {"limit": 64 << 20, "swap": 128 << 20, "reservation": 32 << 20},
     "cpu": {"shares": 512, "quota": 25000, "period": 100000, "cpus": "0", "mems": "0"},
     "pids": {"limit": 20},
-    "hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}],
 }
+# runc refuses hugepage limits on a host without the hugetlb controller (this VM has none)
+if any("hugetlb" in m.controllers for m in cgroup_mounts()):
+    RESOURCES["hugepageLimits"] = [{"pageSize": "2MB", "limit": 4 << 20}]
 
 V1_FILES = [("memory", "memory.limit_in_bytes"), ("memory", "memory.memsw.limit_in_bytes"),
             ("memory", "memory.soft_limit_in_bytes"), ("cpu", "cpu.shares"), ("cpu", "cpu.cfs_quota_us"),
