@@ -86,7 +86,8 @@ def alpine(tmp_path_factory):
     """The Alpine minirootfs; tests write its /etc/resolv.conf."""
     root = tmp_path_factory.mktemp("alpine")
     with tarfile.open(ALPINE) as tar:
-        tar.extractall(root, filter="fully_trusted")
+        # Debian 12's Python 3.11.2 predates extraction filters
+        tar.extractall(root, **({"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}))
     return root
 
 
