@@ -11,17 +11,23 @@ The `vessel` command is built on these calls.
 """
 
 import datetime
+import json
 import os
 import shlex
 import subprocess
 import time
 
+from vessel.engine import networking
 from vessel.engine.core import DEFAULT_RUNROOT, ContainerStartError, Engine
-from vessel.engine.model import (Bind, ContainerConfig, Ulimit, expand_env, parse_bytes, parse_capabilities,
-                                 parse_restart, parse_tmpfs, validate_name)
+from vessel.engine.model import (DEFAULT_NETWORK_MODE, ContainerConfig, NetworkAttachment, Ulimit,
+                                 expand_env, parse_bytes, parse_capabilities, parse_expose, parse_publish,
+                                 parse_tmpfs, validate_name)
+from vessel.engine.health import Healthcheck
+from vessel.engine.restart import RestartPolicy
+from vessel.engine.model import parse_mount, parse_volume
 from vessel.errors import Conflict, InvalidArgument, NotFound, VesselError
 
-__all__ = ["Client", "Container", "ContainerError", "ExecResult", "from_env", "DEFAULT_ROOT"]
+__all__ = ["Client", "Container", "ContainerError", "ExecResult", "Volume", "from_env", "DEFAULT_ROOT"]
 
 DEFAULT_ROOT = "/var/lib/vessel"
 _ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -66,9 +72,27 @@ class Client:
         self.engine = Engine(root, runroot)
         self.containers = ContainerCollection(self)
         self.images = ImageCollection(self)
+        self.volumes = VolumeCollection(self)
 
     def close(self):
         self.engine.close()
+
+    def events(self, since=None, until=None, filters=None, decode=None):
+        """docker-py's events(): a generator of JSON messages (bytes, or dicts with `decode`).
+
+        `since`/`until` are datetimes, unix seconds or Docker's strings (RFC3339, durations like
+        "10m"); without `until` it follows new events until the caller stops iterating.
+        """
+        from vessel.engine import events
+
+        def stamp(value):
+            if isinstance(value, datetime.datetime):
+                return int(value.timestamp() * 1_000_000_000)
+            return events.parse_time(None if value is None else str(value))
+
+        for event in events.follow(self.engine.state, stamp(since), stamp(until), events.parse_filters(filters)):
+            message = event.to_docker()
+            yield message if decode else json.dumps(message).encode()
 
     def __enter__(self):
         return self
@@ -94,13 +118,14 @@ def _command(value):
     return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
 
 
-def _binds(volumes):
-    """docker-py's volumes: ["/h:/c:ro"] or {"/h": {"bind": "/c", "mode": "ro"}}."""
-    if not volumes:
-        return []
+def _mounts(volumes, mounts):
+    """docker-py's `volumes` (["/h:/c:ro", "name:/c", "/c"] or {"/h or name": {"bind": "/c", "mode": "ro"}})
+    and `mounts` (--mount strings, or dicts shaped like docker-py's Mount) -> [Mount]."""
     if isinstance(volumes, dict):
-        return [Bind.parse(f"{host}:{spec['bind']}:{spec.get('mode', 'rw')}") for host, spec in volumes.items()]
-    return [Bind.parse(v) for v in volumes]
+        volumes = [f"{source}:{spec['bind']}:{spec.get('mode', 'rw')}" if isinstance(spec, dict)
+                   else f"{source}:{spec}" for source, spec in volumes.items()]
+    return [parse_volume(v) for v in volumes or []] + \
+        [parse_mount(m if isinstance(m, str) else mount_text(m)) for m in mounts or []]
 
 
 def _env(environment):
@@ -116,18 +141,29 @@ _SECURITY_OPTS = ("seccomp=unconfined", "seccomp:unconfined", "no-new-privileges
 
 
 def build_config(image, command=None, *, entrypoint=None, environment=None, working_dir="", user="",
-                 hostname="", domainname="", tty=False, stdin_open=False, labels=None, volumes=None, tmpfs=None,
-                 extra_hosts=None, dns=None, network_mode="none", mem_limit=0, nano_cpus=0, pids_limit=0,
+                 hostname="", domainname="", tty=False, stdin_open=False, labels=None, volumes=None, mounts=None,
+                 volumes_from=None, tmpfs=None,
+                 extra_hosts=None, dns=None, network_mode=None, network=None, networks=None, ipv4_address=None,
+                 ipv6_address=None, network_aliases=None, mac_address=None, ports=None, publish=None,
+                 publish_all_ports=False, expose=None, mem_limit=0, nano_cpus=0, pids_limit=0,
                  ulimits=None, read_only=False, cap_add=None, cap_drop=None, privileged=False, security_opt=None,
                  stop_signal=None, stop_timeout=None, auto_remove=False, cgroup_parent="", restart_policy=None,
-                 log_config=None):
-    """A ContainerConfig from docker-py style arguments (strings are parsed, bad ones rejected)."""
-    if network_mode not in ("none", "host"):
-        from vessel.errors import Unsupported
+                 healthcheck=None, log_config=None, **host_options):
+    """A ContainerConfig from docker-py style arguments (strings are parsed, bad ones rejected).
 
-        raise Unsupported(f"network mode {network_mode!r} is not supported yet (none or host)")
-    if restart_policy:
-        parse_restart(restart_policy.get("Name", "no") if isinstance(restart_policy, dict) else restart_policy)
+    Networks: `network_mode` (bridge, host, none, container:NAME, a network's name) or
+    `network`/`networks` (names; the first is the mode), `ipv4_address`, `ipv6_address`,
+    `network_aliases` and `mac_address` for the first network. Ports: docker-py's
+    `ports` ({"80/tcp": 8080 | None | ("127.0.0.1", 8080) | [..]}) and/or `publish`
+    (-p strings), `publish_all_ports` (-P), `expose` (--expose strings).
+    """
+    mode, attachments = _attachments(network_mode, network, networks, ipv4_address, ipv6_address, network_aliases,
+                               mac_address)
+    policy = RestartPolicy.from_api(restart_policy)
+    if auto_remove and policy.enabled:
+        raise InvalidArgument("Conflicting options: --restart and --rm")
+    if not isinstance(healthcheck, Healthcheck):
+        healthcheck = Healthcheck.from_docker(healthcheck)
     memory = parse_bytes(mem_limit, "-m, --memory") if isinstance(mem_limit, str) else int(mem_limit or 0)
     if memory and memory < 6 * 1024 * 1024:
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
@@ -158,8 +194,10 @@ def build_config(image, command=None, *, entrypoint=None, environment=None, work
         entrypoint=None if entrypoint is None else (_command(entrypoint) if entrypoint != "" else []),
         env=_env(environment), working_dir=working_dir or "", user=user or "", hostname=hostname or "",
         domainname=domainname or "", tty=bool(tty), open_stdin=bool(stdin_open), labels=dict(labels or {}),
-        binds=_binds(volumes), tmpfs=tmpfs_map, extra_hosts=list(extra_hosts or []), dns=list(dns or []),
-        network_mode=network_mode, memory=memory, nano_cpus=int(nano_cpus or 0), pids_limit=int(pids_limit or 0),
+        mounts=_mounts(volumes, mounts), volumes_from=list(volumes_from or []), tmpfs=tmpfs_map, extra_hosts=list(extra_hosts or []), dns=list(dns or []),
+        network_mode=mode,
+        networks=attachments, ports=_port_bindings(ports, publish), publish_all=bool(publish_all_ports),
+        expose=[key for item in expose or [] for key in parse_expose(str(item))], memory=memory, nano_cpus=int(nano_cpus or 0), pids_limit=int(pids_limit or 0),
         ulimits=[u if isinstance(u, Ulimit) else Ulimit.parse(u) for u in ulimits or []],
         read_only=bool(read_only), cap_add=parse_capabilities(cap_add or []),
         cap_drop=parse_capabilities(cap_drop or []), privileged=bool(privileged),
@@ -167,7 +205,8 @@ def build_config(image, command=None, *, entrypoint=None, environment=None, work
         no_new_privileges=any(o.startswith("no-new-privileges") and not o.endswith("false")
                               for o in security_opt or []),
         stop_signal=stop_signal or "SIGTERM", stop_timeout=10 if stop_timeout is None else int(stop_timeout),
-        auto_remove=bool(auto_remove), cgroup_parent=cgroup_parent or "",
+        auto_remove=bool(auto_remove), cgroup_parent=cgroup_parent or "", restart_policy=policy,
+        healthcheck=healthcheck,
     )
     if "max-size" in log_options:
         config.log_max_size = parse_bytes(log_options["max-size"], "--log-opt max-size")
@@ -175,10 +214,131 @@ def build_config(image, command=None, *, entrypoint=None, environment=None, work
         if not str(log_options["max-file"]).isdigit() or int(log_options["max-file"]) < 1:
             raise InvalidArgument("max-file cannot be less than 1")
         config.log_max_file = int(log_options["max-file"])
+    _host_options(config, log_config, **host_options)
     # an explicit entrypoint replaces the image's; None keeps it
     if entrypoint is None:
         config.entrypoint = None
     return config
+
+
+_MIN_MEMORY = 6 * 1024 * 1024
+_LOG_DRIVERS = ("json-file", "none")
+_DOCKER_LOG_DRIVERS = ("local", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs", "gcplogs",
+                       "logentries")
+
+
+def _size(value, flag):
+    """A byte count given as a number or Docker's size text ("64m"); "-1" where -1 means unlimited."""
+    if isinstance(value, str):
+        return -1 if value.strip() == "-1" else parse_bytes(value, flag)
+    return int(value or 0)
+
+
+def _host_options(config, log_config=None, *, memswap_limit=0, mem_reservation=0, cpu_shares=0, cpu_period=0,
+                  cpu_quota=0, cpuset_cpus="", cpuset_mems="", devices=None, device_cgroup_rules=None,
+                  shm_size=None, group_add=None, oom_score_adj=0, pid_mode="", ipc_mode="", uts_mode="",
+                  sysctls=None, init=False):
+    """docker-py's resource, device, namespace and init options onto `config`, checked as dockerd checks them.
+
+    Sizes are bytes or Docker's text ("64m"); `memswap_limit` -1 is unlimited swap; `devices` are
+    "host[:container][:rwm]" strings; `sysctls` a dict; `pid_mode`/`ipc_mode` may be "container:NAME".
+    """
+    from vessel.engine.model import (DEFAULT_SHM_SIZE, Device, parse_cpuset, parse_device_cgroup_rule,
+                                     parse_namespace_mode, parse_sysctl)
+
+    driver = (log_config.get("Type") if isinstance(log_config, dict) else None) or "json-file"
+    if driver not in _LOG_DRIVERS:
+        if driver in _DOCKER_LOG_DRIVERS:
+            from vessel.errors import Unsupported
+
+            raise Unsupported(f"logging driver {driver!r} is not supported (json-file, none)")
+        raise InvalidArgument(f"logger: no log driver named '{driver}' is registered")
+    config.log_driver = driver
+    swap = _size(memswap_limit, "--memory-swap")
+    reservation = _size(mem_reservation, "--memory-reservation")
+    if reservation and reservation < _MIN_MEMORY:
+        raise InvalidArgument("Minimum memory reservation allowed is 6MB")
+    if config.memory and reservation > config.memory:
+        raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
+    if swap > 0 and not config.memory:
+        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
+    if swap > 0 and swap < config.memory:
+        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+    config.memory_swap, config.memory_reservation = swap, reservation
+    shares = int(cpu_shares or 0)
+    if shares < 0:
+        raise InvalidArgument(f"invalid CPU shares ({shares}): value must be a positive integer")
+    config.cpu_shares = min(max(shares, 2), 262144) if shares else 0  # the kernel's range, as dockerd clamps
+    period, quota = int(cpu_period or 0), int(cpu_quota or 0)
+    if config.nano_cpus and period:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if config.nano_cpus and quota:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    if period and not 1000 <= period <= 1_000_000:
+        raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+    if 0 < quota < 1000:
+        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    config.cpu_period, config.cpu_quota = period, quota
+    config.cpuset_cpus = parse_cpuset(cpuset_cpus or "", "cpuset cpus")
+    config.cpuset_mems = parse_cpuset(cpuset_mems or "", "cpuset mems")
+    config.devices = [d if isinstance(d, Device) else Device.parse(d) for d in devices or []]
+    config.device_cgroup_rules = [parse_device_cgroup_rule(r) for r in device_cgroup_rules or []]
+    if shm_size is not None:
+        config.shm_size = _size(shm_size, "--shm-size")
+        if config.shm_size < 0:
+            raise InvalidArgument("SHM size can not be less than 0")
+        config.shm_size = config.shm_size or DEFAULT_SHM_SIZE
+    config.group_add = [str(g) for g in group_add or []]
+    if not -1000 <= int(oom_score_adj or 0) <= 1000:
+        raise InvalidArgument(f"Invalid value {oom_score_adj}, range for oom score adj is [-1000, 1000]")
+    config.oom_score_adj = int(oom_score_adj or 0)
+    config.pid_mode = parse_namespace_mode("pid", pid_mode)
+    config.ipc_mode = parse_namespace_mode("ipc", ipc_mode)
+    config.uts_mode = parse_namespace_mode("uts", uts_mode)
+    if config.uts_mode == "host":
+        if config.hostname:
+            raise InvalidArgument("Conflicting options: hostname and the UTS mode")
+        import socket
+
+        config.hostname = socket.gethostname()
+    config.sysctls = dict(parse_sysctl(f"{k}={v}", config.network_mode, config.ipc_mode)
+                          for k, v in (sysctls or {}).items())
+    config.init = bool(init)
+    if config.init:
+        from vessel.engine.specgen import check_docker_init
+
+        check_docker_init()
+
+
+def _attachments(network_mode, network, networks, ipv4, ipv6, aliases, mac):
+    """(network mode, [NetworkAttachment]) of a new container; no attachments for host, none, container:."""
+    names = list(networks or []) + ([network] if network else [])
+    if network_mode and names:
+        raise InvalidArgument("conflicting options: network_mode and network(s)")
+    if not names:
+        mode = network_mode or DEFAULT_NETWORK_MODE
+        names = [mode]
+    if names[0] in ("host", "none") or names[0].startswith("container:"):
+        if names[1:]:
+            raise InvalidArgument("conflicting options: cannot attach both user-defined and non-user-defined "
+                                  "network-modes")
+        if ipv4 or ipv6 or aliases or mac:
+            raise InvalidArgument("conflicting options: network settings and the network mode")
+        return names[0], []
+    first = NetworkAttachment(names[0], aliases=list(aliases or []), ipv4=ipv4 or "", ipv6=ipv6 or "",
+                              mac=(mac or "").lower())
+    return names[0], [first] + [NetworkAttachment(name) for name in names[1:]]
+
+
+def _port_bindings(ports, publish):
+    """docker-py's `ports` dict and -p strings -> [PortBinding]."""
+    bindings = [b for spec in publish or [] for b in parse_publish(spec)]
+    for key, targets in (ports or {}).items():
+        for target in targets if isinstance(targets, list) else [targets]:
+            host_ip, host_port = target if isinstance(target, tuple) else ("", target)
+            spec = f"{host_port or ''}:{key}"
+            bindings += parse_publish(f"[{host_ip}]:{spec}" if host_ip else spec)
+    return bindings
 
 
 class ContainerCollection:
@@ -195,6 +355,10 @@ class ContainerCollection:
         if "remove" in options:
             options["auto_remove"] = options.pop("remove")
         config = build_config(image, command, **options)
+        for mode in ("pid_mode", "ipc_mode"):  # container:NAME is kept as container:ID, as Docker does
+            kind, _, peer = getattr(config, mode).partition(":")
+            if kind == "container":
+                setattr(config, mode, "container:" + self.engine.get(peer).id)
         record = self.engine.create(config, name=name, runtime=runtime)
         return Container(self.client, record)
 
@@ -230,9 +394,9 @@ class ContainerCollection:
         return {"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}
 
     def list(self, all=False, filters=None, limit=-1):  # noqa: A002 - docker-py's name
-        records = self.engine.list()
+        records = self.engine.list(None if all else ("running", "paused", "restarting"))
         if not all:
-            records = [r for r in records if r.status in ("running", "paused")]
+            records = [r for r in records if r.status in ("running", "paused", "restarting")]
         containers = [Container(self.client, r) for r in records if matches(r, filters or {})]
         return containers[:limit] if limit >= 0 else containers
 
@@ -258,6 +422,10 @@ def matches(record, filters):
                      for v in values)
         elif key == "exited":
             ok = record.status == "exited" and str(record.exit_code) in values
+        elif key == "health":
+            ok = (record.health.status if record.health else "none") in values
+        elif key == "restart-policy":
+            ok = record.config.restart_policy.name in values
         else:
             raise InvalidArgument(f"invalid filter '{key}'")
         if not ok:
@@ -316,6 +484,7 @@ class Container:
             from vessel.runtime import sync
 
             sock = sync.connect_unix(self.engine.attach_socket(self.id))
+            self.engine.emit_event(self.record, "attach")
             started = _next_event(events)
             if started["event"] == "error":
                 sock.close()
@@ -360,6 +529,7 @@ class Container:
         if self.record.status not in ("running", "paused"):
             raise Conflict("You cannot attach to a stopped container, start it first")
         sock = sync.connect_unix(self.engine.attach_socket(self.id))
+        self.engine.emit_event(self.record, "attach")
         try:
             code = attach.attach(sock, stdin_fd=stdin_fd, tty=self.record.config.tty,
                                  on_signal=(lambda signum: self.kill(signum)) if sig_proxy else None)
@@ -370,13 +540,15 @@ class Container:
         return self.wait()["StatusCode"] if code is None else code
 
     def update(self, mem_limit=None, nano_cpus=None, pids_limit=None, restart_policy=None):
-        """Change memory, CPU and pids limits (docker-py's names); restart policies are not supported yet."""
-        if restart_policy:
-            parse_restart(restart_policy.get("Name", "no") if isinstance(restart_policy, dict) else restart_policy)
+        """Change memory, CPU and pids limits and the restart policy (docker-py's names)."""
+        policy = None if restart_policy is None else RestartPolicy.from_api(restart_policy)
+        if policy is not None and policy.enabled and self.record.config.auto_remove:
+            raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled for the "
+                                  "container")
         memory = parse_bytes(mem_limit, "-m, --memory") if isinstance(mem_limit, str) else mem_limit
         if memory and memory < 6 * 1024 * 1024:
             raise InvalidArgument("Minimum memory limit allowed is 6MB")
-        self.engine.update(self.id, memory=memory, nano_cpus=nano_cpus, pids_limit=pids_limit)
+        self.engine.update(self.id, memory=memory, nano_cpus=nano_cpus, pids_limit=pids_limit, restart_policy=policy)
         self.reload()
 
     def restart(self, timeout=None):
@@ -540,8 +712,7 @@ def inspect_document(engine, record):
     config = record.config
     private = engine.private_dir(record.id)
     status = record.status
-    mounts = [{"Type": "bind", "Source": b.source, "Destination": b.target, "Mode": "ro" if b.readonly else "",
-               "RW": not b.readonly, "Propagation": "rprivate"} for b in config.binds]
+    mounts = [mount_document(engine, m) for m in config.mounts]
     graph = {}
     try:
         for mount in engine.images.snapshots.mounts(record.id):
@@ -556,8 +727,9 @@ def inspect_document(engine, record):
         "Path": config.args[0] if config.args else "",
         "Args": config.args[1:],
         "State": {
-            "Status": status, "Running": status in ("running", "paused"), "Paused": status == "paused",
-            "Restarting": False, "OOMKilled": False, "Dead": status == "dead", "Pid": record.pid,
+            "Status": status, "Running": status in ("running", "paused", "restarting"),
+            "Paused": status == "paused",
+            "Restarting": status == "restarting", "OOMKilled": False, "Dead": status == "dead", "Pid": record.pid,
             "ExitCode": record.exit_code, "Error": record.error,
             "StartedAt": rfc3339(record.started), "FinishedAt": rfc3339(record.finished),
         },
@@ -573,11 +745,14 @@ def inspect_document(engine, record):
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": None,
         "HostConfig": {
-            "Binds": [f"{b.source}:{b.target}" + (":ro" if b.readonly else "") for b in config.binds] or None,
+            "Binds": [m.spec for m in config.mounts if m.flag == "-v"] or None,
+            "Mounts": [host_config_mount(m) for m in config.mounts if m.flag == "--mount"] or None,
+            "VolumesFrom": config.volumes_from or None,
             "LogConfig": {"Type": "json-file", "Config": {"max-size": str(config.log_max_size),
                                                           "max-file": str(config.log_max_file)}},
             "NetworkMode": config.network_mode,
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "PortBindings": networking.port_bindings(config), "PublishAllPorts": config.publish_all,
+            "RestartPolicy": config.restart_policy.to_docker(),
             "AutoRemove": config.auto_remove,
             "CapAdd": config.cap_add or None, "CapDrop": config.cap_drop or None,
             "Dns": config.dns, "ExtraHosts": config.extra_hosts or None,
@@ -598,10 +773,127 @@ def inspect_document(engine, record):
             "User": config.user, "AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
             "Tty": config.tty, "OpenStdin": config.open_stdin, "StdinOnce": False,
             "Env": config.env, "Cmd": config.cmd or None, "Image": record.image_ref,
-            "Volumes": {v: {} for v in config.volumes} or None, "WorkingDir": config.working_dir,
+            "Volumes": {m.target: {} for m in config.mounts if m.flag == "image" or
+                        (m.flag == "-v" and ":" not in m.spec)} or None, "WorkingDir": config.working_dir,
             "Entrypoint": config.entrypoint or None, "Labels": dict(record.labels),
             "StopSignal": config.stop_signal, "StopTimeout": config.stop_timeout,
+            **({"Healthcheck": config.healthcheck.to_docker()} if config.healthcheck else {}),
+            "ExposedPorts": {key: {} for key in config.expose} or None,
         },
-        "NetworkSettings": {"Networks": {config.network_mode: {"IPAddress": "", "Gateway": "", "MacAddress": ""}},
-                            "Ports": {}, "IPAddress": "", "Gateway": "", "MacAddress": ""},
+        "NetworkSettings": networking.network_settings(engine, record),
     }
+
+
+# -- volumes and mounts -------------------------------------------------------------
+
+def mount_document(engine, mount):
+    """One entry of a container's inspect `Mounts`, as Docker shows it."""
+    document = {"Type": mount.type, "Source": mount.source if mount.type == "bind" else "",
+                "Destination": mount.target, "Mode": mount.mode, "RW": not mount.readonly,
+                "Propagation": (mount.propagation or "rprivate") if mount.type == "bind" else ""}
+    if mount.type == "volume":
+        document = {"Type": "volume", "Name": mount.source, "Source": engine.volumes.data_path(mount.source),
+                    "Destination": mount.target, "Driver": mount.driver, "Mode": mount.mode,
+                    "RW": not mount.readonly, "Propagation": ""}
+    return document
+
+
+def host_config_mount(mount):
+    """A --mount as HostConfig.Mounts holds it (Docker's mount.Mount)."""
+    document = {"Type": mount.type, "Source": mount.source, "Target": mount.target}
+    if mount.readonly:
+        document["ReadOnly"] = True
+    if mount.type == "bind" and mount.propagation:
+        document["BindOptions"] = {"Propagation": mount.propagation}
+    elif mount.type == "volume" and (mount.nocopy or mount.volume_labels or mount.driver_options):
+        document["VolumeOptions"] = {"NoCopy": mount.nocopy, "Labels": mount.volume_labels or None,
+                                     "DriverConfig": {"Name": mount.driver, "Options": mount.driver_options}}
+    elif mount.type == "tmpfs" and (mount.tmpfs_size or mount.tmpfs_mode):
+        document["TmpfsOptions"] = {"SizeBytes": mount.tmpfs_size, "Mode": mount.tmpfs_mode}
+    return document
+
+
+def mount_text(document):
+    """A docker-py Mount (dict with Type, Source, Target, ReadOnly, *Options) as --mount text."""
+    parts = [f"type={document.get('Type', 'volume')}", f"target={document['Target']}"]
+    if document.get("Source"):
+        parts.append(f"source={document['Source']}")
+    if document.get("ReadOnly"):
+        parts.append("readonly")
+    if (document.get("BindOptions") or {}).get("Propagation"):
+        parts.append(f"bind-propagation={document['BindOptions']['Propagation']}")
+    volume = document.get("VolumeOptions") or {}
+    if volume.get("NoCopy"):
+        parts.append("volume-nocopy")
+    parts += [f"volume-label={k}={v}" for k, v in (volume.get("Labels") or {}).items()]
+    parts += [f"volume-opt={k}={v}" for k, v in ((volume.get("DriverConfig") or {}).get("Options") or {}).items()]
+    tmpfs = document.get("TmpfsOptions") or {}
+    if tmpfs.get("SizeBytes"):
+        parts.append(f"tmpfs-size={tmpfs['SizeBytes']}")
+    if tmpfs.get("Mode"):
+        parts.append(f"tmpfs-mode={tmpfs['Mode']:o}")
+    return ",".join(parts)
+
+
+def volume_document(engine, volume):
+    """Docker's `volume inspect` object."""
+    created = datetime.datetime.fromtimestamp(volume.created, datetime.timezone.utc)
+    return {"CreatedAt": created.strftime("%Y-%m-%dT%H:%M:%SZ"), "Driver": volume.driver,
+            "Labels": volume.labels or None, "Mountpoint": engine.volumes.data_path(volume.name),
+            "Name": volume.name, "Options": volume.options or None, "Scope": "local"}
+
+
+class VolumeCollection:
+    """docker-py's client.volumes."""
+
+    def __init__(self, client):
+        self.client = client
+
+    @property
+    def store(self):
+        return self.client.engine.volumes
+
+    def create(self, name=None, driver=None, driver_opts=None, labels=None):
+        return Volume(self.client, self.store.create(name, driver or "local", labels, driver_opts))
+
+    def get(self, volume_id):
+        return Volume(self.client, self.store.get(volume_id))
+
+    def list(self, filters=None):
+        from vessel.engine.volumes import matches
+
+        users = self.store.users()
+        return [Volume(self.client, v) for v in self.store.list() if matches(v, filters or {}, users)]
+
+    def prune(self, filters=None):
+        """Remove unused anonymous volumes (all unused ones with the filter all=true)."""
+        filters = dict(filters or {})
+        everything = filters.pop("all", None)
+        everything = [everything] if isinstance(everything, (str, bool)) else list(everything or [])
+        deleted, reclaimed = self.store.prune(all=any(str(v).lower() in ("true", "1") for v in everything),
+                                              filters=filters)
+        return {"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed}
+
+
+class Volume:
+    """docker-py's Volume: name (also id), attrs, remove, reload."""
+
+    def __init__(self, client, record):
+        self.client = client
+        self.record = record
+
+    def __repr__(self):
+        return f"<Volume: {self.short_id}>"
+
+    id = name = property(lambda self: self.record.name)
+    short_id = property(lambda self: self.record.name[:12])
+
+    @property
+    def attrs(self):
+        return volume_document(self.client.engine, self.record)
+
+    def reload(self):
+        self.record = self.client.engine.volumes.get(self.record.name)
+
+    def remove(self, force=False):
+        self.client.engine.volumes.remove(self.record.name, force=force)

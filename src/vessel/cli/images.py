@@ -35,6 +35,13 @@ def _store(root):
         raise Unavailable(f"image store in {root}: {exc}") from None
 
 
+def _image_event(root, action, actor_id, name):
+    """Record a Docker-style image event in the engine's state (what `vessel events` shows)."""
+    from vessel.engine.events import record_image
+
+    record_image(root, action, actor_id, name=name)
+
+
 # -- formatting helpers ----------------------------------------------------------
 
 def human_size(size):
@@ -269,8 +276,11 @@ def rmi(obj, force, names):
     store = _store(obj.root)
 
     def remove(name):
+        image_id = store.get(name).id
         for kind, what in store.remove(name, force=force):
             click.echo(f"{kind}: {what}")
+            if kind == "Untagged" or what == image_id:
+                _image_event(obj.root, "untag" if kind == "Untagged" else "delete", image_id, what)
 
     for_each(names, remove)
 
@@ -281,7 +291,10 @@ def rmi(obj, force, names):
 @click.pass_obj
 def tag(obj, source, target):
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
-    _store(obj.root).tag(source, target)
+    from vessel.image import reference as references
+
+    image = _store(obj.root).tag(source, target)
+    _image_event(obj.root, "tag", image.id, references.parse(target).familiar)
 
 
 # -- inspect, history ------------------------------------------------------------
@@ -441,6 +454,7 @@ def save(obj, output, archive_format, names):
             raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         archive.save(store, names, sys.stdout.buffer, archive_format)
         sys.stdout.buffer.flush()
+        _save_events(obj.root, store, names)
         return
     output = os.path.abspath(output)
     tmp = f"{output}.tmp.{os.getpid()}"
@@ -458,6 +472,12 @@ def save(obj, output, archive_format, names):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _save_events(obj.root, store, names)
+
+
+def _save_events(root, store, names):
+    for name in names:
+        _image_event(root, "save", store.get(name).id, name)
 
 
 @click.command("load")
@@ -481,6 +501,7 @@ def load(obj, source, quiet):
         with handle:
             loaded = archive.load(store, handle)
     for image, names in loaded:
+        _image_event(obj.root, "load", image.id, names[0] if names else image.id)
         for name in names or [None]:
             click.echo(f"Loaded image: {name}" if name else f"Loaded image ID: {image.id}")
 
@@ -510,6 +531,7 @@ def import_(obj, changes, message, platform, source, repository):
             raise InvalidArgument(f"open {source}: {exc.strerror}") from None
         with handle:
             image = archive.import_rootfs(store, handle, ref, changes, message, source, platform)
+    _image_event(obj.root, "import", image.id, ref.familiar if ref else image.id)
     click.echo(image.id)
 
 
@@ -528,6 +550,7 @@ def pull(obj, platform, quiet, name):
     ref = references.parse(name)  # checked before any network access
     # the raw name goes through, so the pull can say "Using default tag: latest"
     registry.pull(_store(obj.root), name, platform=platform, progress=None if quiet else sys.stdout)
+    _image_event(obj.root, "pull", ref.familiar, ref.familiar)
     if quiet:
         click.echo(str(ref))
 
@@ -543,6 +566,7 @@ def push(obj, quiet, name):
 
     ref = references.parse(name)
     registry.push(_store(obj.root), ref, progress=None if quiet else sys.stdout)
+    _image_event(obj.root, "push", ref.familiar, ref.familiar)
     if quiet:
         click.echo(str(ref))
 

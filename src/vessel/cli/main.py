@@ -31,6 +31,7 @@ COMMANDS = {
     "logout": "vessel.cli.images:logout",
     "system": "vessel.cli.images:system",
     "network": "vessel.cli.networks:network",
+    "volume": "vessel.cli.volumes:volume",
     "run": "vessel.cli.containers:run",
     "create": "vessel.cli.containers:create",
     "start": "vessel.cli.containers:start",
@@ -54,6 +55,7 @@ COMMANDS = {
     "diff": "vessel.cli.containers:diff",
     "stats": "vessel.cli.containers:stats",
     "update": "vessel.cli.containers:update",
+    "events": "vessel.cli.system:events",
 }
 
 DEFAULT_ROOT = "/var/lib/vessel"
@@ -116,6 +118,17 @@ def main(argv=None):
         return 130
     # without standalone mode click returns a command's Exit code instead of raising it
     return result if isinstance(result, int) else 0
+
+
+def launch():
+    """The installed command (vessel.runtime.entrypoint's launcher): exit without the interpreter's teardown."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        pass  # a closed pipe: nothing more can be written
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -10,18 +10,18 @@ Files of a container <id>:
 
 import json
 import contextlib
+import functools
 import os
-import secrets
-import shutil
 import subprocess
 import sys
 import time
 
-from vessel.engine import logs as logfiles
+from vessel.engine import networking
 from vessel.engine import names as naming
-from vessel.engine import specgen
+from vessel.engine import health, restart, specgen
+from vessel.engine.volumes import Volumes, plan_mounts
 from vessel.engine.model import ContainerConfig
-from vessel.engine.state import CREATED, DEAD, EXITED, PAUSED, REMOVING, RUNNING, Record, State
+from vessel.engine.state import CREATED, DEAD, EXITED, PAUSED, REMOVING, RESTARTING, RUNNING, Record, State
 from vessel.errors import Conflict, InvalidArgument, NotFound, Unavailable, Unsupported, VesselError
 from vessel.runtime import linux
 
@@ -96,6 +96,10 @@ class Engine:
         if self._images is not None:
             self._images.close()
 
+    @functools.cached_property
+    def volumes(self):
+        return Volumes(self.root, self.state)
+
     @property
     def images(self):
         if self._images is None:
@@ -127,6 +131,8 @@ class Engine:
         """argv prefix (with --root) of the OCI runtime chosen by --runtime."""
         if name in (None, "", "vessel"):
             return default_runtime() + ["--root", os.path.join(self.runroot, "runtime")]
+        import shutil
+
         path = shutil.which(name) if "/" not in name else name
         if not path or not os.access(path, os.X_OK):
             raise InvalidArgument(f"unknown or invalid runtime name: {name}")
@@ -152,13 +158,29 @@ class Engine:
         except ValueError:
             return None
 
+    # events
+
+    def emit_event(self, record, action, **attributes):
+        """Record a Docker-style container event (actor attributes: labels, image, name, then `attributes`)."""
+        from vessel.engine import events
+
+        events.record(self.state, "container", action, record.id,
+                      {**record.labels, "image": record.image_ref, "name": record.name, **attributes})
+
+    def emit_image_event(self, action, actor_id, **attributes):
+        """Record a Docker-style image event (pull, push, tag, untag, delete, import, load, save)."""
+        from vessel.engine import events
+
+        events.record(self.state, "image", action, actor_id, attributes)
+
     # lookup
 
     def get(self, name_or_id):
         return self.refresh(self.state.find(name_or_id))
 
-    def list(self):
-        return [self.refresh(record) for record in self.state.all()]
+    def list(self, statuses=None):
+        """Containers, newest first (only those in `statuses` if given), reconciled with the runtime."""
+        return [self.refresh(record) for record in self.state.all(statuses)]
 
     def supervisor_alive(self, record):
         return bool(record.supervisor_pid) and \
@@ -184,8 +206,10 @@ class Engine:
         status = self.runtime_state(record)
         if status in ("running", "paused", "created"):
             return record
-        self.state.transition(record.id, (RUNNING, PAUSED), status=EXITED, pid=0,
-                              exit_code=self._exit_file(record.id, 137), finished=time.time())
+        exit_code = self._exit_file(record.id, 137)
+        if self.state.transition(record.id, (RUNNING, PAUSED), status=EXITED, pid=0, exit_code=exit_code,
+                                 finished=time.time()):
+            self.emit_event(record, "die", exitCode=exit_code)
         self.cleanup_runtime(record)
         return self.state.by_id(record.id) or record
 
@@ -205,11 +229,15 @@ class Engine:
         config = self._merge_image(config, image_config)
         if not config.args:
             raise InvalidArgument("no command specified")
+        networking.prepare_config(self, config, image_config)
         runtime_argv = self.runtime_command(runtime)
-        container_id = secrets.token_hex(32)
+        config.mounts = plan_mounts(config, self.state.find)
+        made_volumes = []
+        container_id = os.urandom(32).hex()
         private = self.private_dir(container_id)
         os.makedirs(private, mode=0o710)
         try:
+            self.volumes.provision(config.mounts, made_volumes)
             specgen.write_etc_files(private, config, container_id)
             self.images.snapshots.prepare(container_id, image.chain_id)
             try:
@@ -218,9 +246,14 @@ class Engine:
                 self.images.snapshots.remove(container_id)
                 raise
         except BaseException:
+            import shutil
+
             shutil.rmtree(private, ignore_errors=True)
+            self.volumes.discard(made_volumes)
             raise
-        return self.state.by_id(container_id)
+        record = self.state.by_id(container_id)
+        self.emit_event(record, "create")
+        return record
 
     def _insert(self, container_id, config, image, name, runtime_argv):
         explicit = name is not None
@@ -255,6 +288,8 @@ class Engine:
         config.volumes = sorted(image_config.volumes)
         if image_config.stop_signal and config.stop_signal == "SIGTERM":
             config.stop_signal = image_config.stop_signal
+        config.healthcheck = health.merge(config.healthcheck, health.Healthcheck.from_docker(
+            image_config.healthcheck, "the image's Healthcheck"))
         return config
 
     # start
@@ -285,20 +320,36 @@ class Engine:
                 raise
 
     def prepare_bundle(self, record):
-        """Mount the rootfs and write config.json; unmounts again on failure."""
+        """Mount the rootfs, set up the network namespace, write config.json; undone again on failure."""
         bundle = self.bundle_dir(record.id)
         os.makedirs(bundle, mode=0o700, exist_ok=True)
         rootfs = self.mount_rootfs(record)
         try:
-            spec = specgen.build_spec(record.config, record.id, rootfs, self.private_dir(record.id))
+            netns = networking.setup(self, record)
+            volume_paths = self.volumes.attach(record, rootfs)
+            spec = specgen.build_spec(record.config, record.id, rootfs, self.private_dir(record.id),
+                                      peer_pid=self.peer_pid, volume_paths=volume_paths)
+            if netns is not None:
+                for namespace in spec["linux"]["namespaces"]:
+                    if namespace["type"] == "network":
+                        namespace["path"] = netns
             tmp = os.path.join(bundle, "config.json.tmp")
             with open(tmp, "w") as handle:
                 json.dump(spec, handle)
             os.replace(tmp, os.path.join(bundle, "config.json"))
         except BaseException:
+            networking.teardown(self, record)
             self.unmount_rootfs(record)
+            self.volumes.release(record)
             raise
         return bundle
+
+    def peer_pid(self, kind, name_or_id):
+        """The init pid of the running container whose `kind` namespace another joins (--pid/--ipc container:X)."""
+        record = self.get(name_or_id)
+        if record.status not in (RUNNING, PAUSED) or not record.pid:
+            raise Conflict(f"cannot join {kind.upper()} of a non running container: {record.id}")
+        return record.pid
 
     def start(self, name_or_id, wait_attach=False):
         """Start a created or exited container under a new supervisor.
@@ -392,11 +443,17 @@ class Engine:
         except ValueError:
             raise InvalidArgument(f"Invalid signal: {signal}") from None
         record = self.get(name_or_id)
+        if record.status == RESTARTING or (record.status in (RUNNING, PAUSED) and
+                                 parse_signal(str(signal)) in (9, parse_signal(record.config.stop_signal))):
+            restart.mark_stopped(self, record.id)  # Docker: the user stopped it, no restart by policy
+            if record.status == RESTARTING:
+                return record
         if record.status not in (RUNNING, PAUSED):
             raise Conflict(f"Cannot kill container: {name_or_id}: container {record.id} is not running")
         result = self.runtime(record, "kill", record.id, str(signal))
         if result.returncode != 0 and self.runtime_state(record) in ("running", "paused"):
             raise Unavailable(f"Cannot kill container: {name_or_id}: {result.stderr.decode().strip()}")
+        self.emit_event(record, "kill", signal=parse_signal(str(signal)))
         return record
 
     def wait_exit(self, record, timeout=None):
@@ -416,7 +473,11 @@ class Engine:
             delay = min(delay * 1.5, 0.2)
 
     def stop(self, name_or_id, timeout=None, signal=None):
+        from vessel.runtime.signals import parse_signal
+
         record = self.get(name_or_id)
+        if record.status in (RUNNING, PAUSED, RESTARTING):
+            restart.mark_stopped(self, record.id)  # before the signal: the exit must not restart it
         if record.status not in (RUNNING, PAUSED):
             return record
         timeout = record.config.stop_timeout if timeout is None else timeout
@@ -425,13 +486,17 @@ class Engine:
             self.runtime(record, "resume", record.id)
         if timeout != 0:
             self.runtime(record, "kill", record.id, signal)
+            self.emit_event(record, "kill", signal=parse_signal(signal))
             current = self.wait_exit(record, timeout if timeout > 0 else None)
             if current is None or current.status not in (RUNNING, PAUSED):
                 self.wait_supervisor(record.supervisor_pid, record.supervisor_start)
+                self.emit_event(record, "stop")
                 return current
         self.runtime(record, "kill", record.id, "SIGKILL")
+        self.emit_event(record, "kill", signal=9)
         current = self.wait_exit(record, 30)
         self.wait_supervisor(record.supervisor_pid, record.supervisor_start)
+        self.emit_event(record, "stop")
         return current
 
     def pause(self, name_or_id):
@@ -444,6 +509,7 @@ class Engine:
         if result.returncode != 0:
             raise Unavailable(result.stderr.decode().strip() or "pause failed")
         self.state.transition(record.id, (RUNNING,), status=PAUSED)
+        self.emit_event(record, "pause")
 
     def unpause(self, name_or_id):
         record = self.get(name_or_id)
@@ -453,6 +519,7 @@ class Engine:
         if result.returncode != 0:
             raise Unavailable(result.stderr.decode().strip() or "unpause failed")
         self.state.transition(record.id, (PAUSED,), status=RUNNING)
+        self.emit_event(record, "unpause")
 
     def rename(self, name_or_id, new_name):
         from vessel.engine.model import validate_name
@@ -462,15 +529,23 @@ class Engine:
         if new_name == record.name:
             raise InvalidArgument("Renaming a container with the same name as its current name")
         self.state.rename(record.id, new_name)
+        self.emit_event(self.state.by_id(record.id), "rename", oldName="/" + record.name)
 
-    def update(self, name_or_id, memory=None, nano_cpus=None, pids_limit=None):
+    def update(self, name_or_id, memory=None, nano_cpus=None, pids_limit=None, restart_policy=None):
         """Change the limits of a container (live, through the runtime, when it runs) and record them."""
         record = self.get(name_or_id)
         config = record.config
+        if restart_policy is not None:
+            config.restart_policy = restart_policy
         flags = []
         if memory is not None:
+            if config.memory_swap > 0 and memory > config.memory_swap:
+                raise Conflict("Memory limit should be smaller than already set memoryswap limit, update the "
+                               "memoryswap at the same time")
             config.memory = memory
             flags += ["--memory", str(memory)]
+            if memory and not config.memory_swap and specgen.swap_accounted():
+                flags += ["--memory-swap", str(2 * memory)]  # the default swap follows the memory
         if nano_cpus is not None:
             config.nano_cpus = nano_cpus
             quota = nano_cpus * specgen.CPU_PERIOD // 1_000_000_000 if nano_cpus else -1
@@ -488,12 +563,19 @@ class Engine:
     # removal
 
     def cleanup_runtime(self, record):
-        """Delete the runtime's container and unmount the rootfs (both idempotent)."""
+        """Delete the runtime's container, detach its networks, unmount the rootfs (all idempotent)."""
         self.runtime(record, "delete", "--force", record.id)
+        networking.teardown(self, record)
         self.unmount_rootfs(record)
+        self.volumes.release(record)
 
     def remove(self, name_or_id, force=False, volumes=False):
         record = self.get(name_or_id)
+        if record.status == RESTARTING and not force:
+            raise Conflict(f"You cannot remove a restarting container {record.id}. Stop the container before "
+                           "attempting removal or force remove")
+        if force:
+            restart.mark_stopped(self, record.id)
         if record.status in (RUNNING, PAUSED):
             if not force:
                 raise Conflict(f'cannot remove container "/{record.name}": container is running: stop the '
@@ -510,10 +592,15 @@ class Engine:
             if current is None or current.status == REMOVING:
                 return  # someone else (the supervisor's --rm) removes it
             raise Conflict(f"container {record.id[:12]} changed state during removal; try again")
-        self.destroy(record)
+        self.destroy(record, remove_volumes=volumes)
 
-    def destroy(self, record):
-        """Remove everything of a container that is not running (its row is in `removing`)."""
+    def destroy(self, record, remove_volumes=False):
+        """Remove everything of a container that is not running (its row is in `removing`).
+
+        Its anonymous volumes go too with `remove_volumes` (rm -v) or --rm, as in Docker.
+        """
+        import shutil
+
         try:
             self.cleanup_runtime(record)
             specgen.remove_default_cgroup_parent(record.config)
@@ -527,6 +614,9 @@ class Engine:
             self.state.update(record.id, status=DEAD)
             raise
         self.state.delete(record.id)
+        self.emit_event(record, "destroy")
+        if remove_volumes or record.config.auto_remove:
+            self.volumes.remove_anonymous(record)
 
     # exec, top, logs
 
@@ -551,6 +641,9 @@ class Engine:
             argv += ["--cwd", workdir]
         for item in env:
             argv += ["--env", item]
+        text, exec_id = " ".join(command), os.urandom(32).hex()
+        self.emit_event(record, f"exec_create: {text}", execID=exec_id)
+        self.emit_event(record, f"exec_start: {text}", execID=exec_id)
         return argv + [record.id] + list(command)
 
     def top(self, name_or_id, ps_args=()):
@@ -644,6 +737,10 @@ class Engine:
 
     def logs(self, record, follow=False, tail=None, since=None, until=None):
         """(stream, text, time) entries; with `follow`, new ones until the container stops."""
+        if record.config.log_driver == "none":
+            raise Unsupported("configured logging driver does not support reading")
+        from vessel.engine import logs as logfiles
+
         path = self.log_path(record.id)
         try:
             position = os.path.getsize(path)

@@ -11,6 +11,7 @@ import os
 import sqlite3
 from contextlib import contextmanager
 
+from vessel.engine.health import HealthState
 from vessel.engine.model import ContainerConfig
 from vessel.errors import AlreadyExists, Conflict, NotFound
 
@@ -18,6 +19,7 @@ __all__ = ["Record", "State", "image_users", "CREATED", "RUNNING", "PAUSED", "EX
 
 SCHEMA_VERSION = 1
 CREATED, RUNNING, PAUSED, EXITED, DEAD, REMOVING = "created", "running", "paused", "exited", "dead", "removing"
+RESTARTING = "restarting"   # exited, waiting for its restart policy's back-off (engine/restart.py)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -38,13 +40,44 @@ CREATE TABLE IF NOT EXISTS containers (
     runtime TEXT NOT NULL,
     labels TEXT NOT NULL DEFAULT '{}',
     supervisor_pid INTEGER NOT NULL DEFAULT 0,
-    supervisor_start TEXT NOT NULL DEFAULT ''
+    supervisor_start TEXT NOT NULL DEFAULT '',
+    manually_stopped INTEGER NOT NULL DEFAULT 0,
+    restart_delay REAL NOT NULL DEFAULT 0,
+    health TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
+CREATE INDEX IF NOT EXISTS containers_status ON containers(status);
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    driver TEXT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    options TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    anonymous INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS volume_mounts (
+    volume TEXT NOT NULL,
+    container TEXT NOT NULL,
+    PRIMARY KEY (volume, container)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_nano INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor_id TEXT NOT NULL,
+    attributes TEXT NOT NULL DEFAULT '{}'
+);
 """
 
 _COLUMNS = ("id", "name", "image_id", "image_ref", "created", "config", "status", "pid", "exit_code", "error",
-            "started", "finished", "restart_count", "runtime", "labels", "supervisor_pid", "supervisor_start")
+            "started", "finished", "restart_count", "runtime", "labels", "supervisor_pid", "supervisor_start",
+            "manually_stopped", "restart_delay", "health")
+# columns added after the first schema: (name, definition, value of a new Record that does not give it)
+_ADDED_COLUMNS = (("manually_stopped", "INTEGER NOT NULL DEFAULT 0", 0),
+                  ("restart_delay", "REAL NOT NULL DEFAULT 0", 0.0),
+                  ("health", "TEXT NOT NULL DEFAULT ''", None))
+_DEFAULTS = {name: value for name, _, value in _ADDED_COLUMNS}
 
 
 class Record:
@@ -54,7 +87,7 @@ class Record:
 
     def __init__(self, **values):
         for name in _COLUMNS:
-            setattr(self, name, values[name])
+            setattr(self, name, values[name] if name in values else _DEFAULTS[name])
 
     @classmethod
     def from_row(cls, row):
@@ -62,6 +95,7 @@ class Record:
         values["config"] = ContainerConfig.from_json(json.loads(values["config"]))
         values["runtime"] = json.loads(values["runtime"])
         values["labels"] = json.loads(values["labels"])
+        values["health"] = HealthState.from_json(json.loads(values["health"] or "null"))
         return cls(**values)
 
     @property
@@ -89,6 +123,10 @@ class State:
             for statement in _SCHEMA.strip().split(";\n"):
                 if statement.strip():
                     db.execute(statement)
+            present = {row[1] for row in db.execute("PRAGMA table_info(containers)")}
+            for name, definition, _ in _ADDED_COLUMNS:
+                if name not in present:
+                    db.execute(f"ALTER TABLE containers ADD COLUMN {name} {definition}")
             row = db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
@@ -114,6 +152,7 @@ class State:
         values["config"] = json.dumps(record.config.to_json())
         values["runtime"] = json.dumps(record.runtime)
         values["labels"] = json.dumps(record.labels)
+        values["health"] = json.dumps(record.health.to_json()) if record.health else ""
         try:
             with self.write() as db:
                 db.execute(f"INSERT INTO containers ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})",
@@ -138,8 +177,11 @@ class State:
     def names(self):
         return {row[0] for row in self._db.execute("SELECT name FROM containers")}
 
-    def all(self):
-        rows = self._db.execute(f"SELECT {','.join(_COLUMNS)} FROM containers ORDER BY created DESC").fetchall()
+    def all(self, statuses=None):
+        """Every container, newest first; with `statuses`, only those in one of them."""
+        where = f" WHERE status IN ({','.join('?' * len(statuses))})" if statuses else ""
+        rows = self._db.execute(f"SELECT {','.join(_COLUMNS)} FROM containers{where} ORDER BY created DESC",
+                                tuple(statuses or ())).fetchall()
         return [Record.from_row(row) for row in rows]
 
     def by_id(self, container_id):
@@ -183,6 +225,10 @@ class State:
     def delete(self, container_id):
         with self.write() as db:
             db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+
+    def query(self, sql, params=()):
+        """The rows of one read statement (for the tables other modules own: volumes, ...)."""
+        return self._db.execute(sql, params).fetchall()
 
     def image_users(self, image_id):
         rows = self._db.execute("SELECT id, status FROM containers WHERE image_id = ?", (image_id,)).fetchall()

@@ -131,13 +131,13 @@ class Supervisor:
     # starting
 
     def create(self):
-        from vessel.engine.logs import LogWriter
+        from vessel.engine.logs import open_log
 
         record, engine = self.record, self.engine
         config = record.config
         private = engine.private_dir(record.id)
         bundle = engine.bundle_dir(record.id)
-        self.log = LogWriter(engine.log_path(record.id), config.log_max_size, config.log_max_file)
+        self.log = open_log(engine.log_path(record.id), config)
         runtime_log = os.path.join(private, "runtime.log")
         if os.path.exists(runtime_log):
             os.unlink(runtime_log)
@@ -238,6 +238,7 @@ class Supervisor:
         self.engine.state.update(record.id, status=RUNNING, started=time.time(), finished=0, exit_code=0,
                                  error="", supervisor_pid=os.getpid(),
                                  supervisor_start=process_start_time(os.getpid()))
+        self.engine.emit_event(record, "start")
 
     @staticmethod
     def runtime_error(log_path, verb, stderr=b""):
@@ -425,8 +426,9 @@ class Supervisor:
                 handle.write(str(code))
             engine.cleanup_runtime(record)
         finally:
-            engine.state.transition(record.id, (RUNNING, PAUSED), status=EXITED, exit_code=code, pid=0,
-                                    finished=time.time())
+            if engine.state.transition(record.id, (RUNNING, PAUSED), status=EXITED, exit_code=code, pid=0,
+                                       finished=time.time()):
+                engine.emit_event(record, "die", exitCode=code)
             if record.config.auto_remove and engine.state.transition(record.id, (EXITED,), status=REMOVING):
                 engine.destroy(record)
             self.broadcast(attach.frame(attach.EXIT, str(code).encode()))

@@ -1,0 +1,156 @@
+"""Docker-style events, kept in the engine's database (the `events` table of engine.db).
+
+Whoever changes a container or an image records one row: type (container,
+image), action (create, start, die, tag, ...), the actor's id and its
+attributes (for containers: image, name, the labels, and e.g. exitCode).
+The newest RETAINED rows are kept. Readers select by sequence number, so a
+follower polls for rows after the last it saw.
+"""
+
+import datetime
+import json
+import re
+import time
+
+from vessel.errors import InvalidArgument
+
+__all__ = ["Event", "record", "record_image", "read", "follow", "parse_time", "parse_filters", "RETAINED"]
+
+RETAINED = 10000
+_FILTER_KEYS = ("container", "event", "type", "image", "label")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+class Event:
+    """One recorded event."""
+
+    __slots__ = ("seq", "time_nano", "type", "action", "actor_id", "attributes")
+
+    def __init__(self, seq, time_nano, type_, action, actor_id, attributes):
+        self.seq, self.time_nano, self.type, self.action = seq, time_nano, type_, action
+        self.actor_id, self.attributes = actor_id, attributes
+
+    @classmethod
+    def from_row(cls, row):
+        seq, time_nano, type_, action, actor_id, attributes = row
+        return cls(seq, time_nano, type_, action, actor_id, json.loads(attributes))
+
+    def to_docker(self):
+        """The JSON message of Docker's events API."""
+        message = {"Type": self.type, "Action": self.action,
+                   "Actor": {"ID": self.actor_id, "Attributes": dict(self.attributes)},
+                   "scope": "local", "time": self.time_nano // 1_000_000_000, "timeNano": self.time_nano}
+        if self.type == "container":
+            message.update(status=self.action, id=self.actor_id, **{"from": self.attributes.get("image", "")})
+        return message
+
+    def line(self):
+        """`docker events`' default line: time type action id (k=v, ...)."""
+        stamp = datetime.datetime.fromtimestamp(self.time_nano // 1_000_000_000, datetime.timezone.utc)
+        text = f"{stamp:%Y-%m-%dT%H:%M:%S}.{self.time_nano % 1_000_000_000:09d}Z {self.type} {self.action} " \
+               f"{self.actor_id}"
+        if self.attributes:
+            text += " (" + ", ".join(f"{k}={v}" for k, v in sorted(self.attributes.items())) + ")"
+        return text
+
+    def matches(self, filters):
+        """Docker's filter semantics: values of one key are alternatives, keys must all match."""
+        name = self.attributes.get("name", "")
+        tests = {
+            "container": lambda v: self.type == "container" and (self.actor_id.startswith(v) or name == v),
+            "event": lambda v: self.action == v or self.action.split(":", 1)[0] == v,
+            "type": lambda v: self.type == v,
+            "image": lambda v: self.attributes.get("image") == v or
+            (self.type == "image" and (self.actor_id in (v, "sha256:" + v) or name == v)),
+            "label": lambda v: (self.attributes.get(v.split("=", 1)[0]) == v.split("=", 1)[1]) if "=" in v
+            else v in self.attributes,
+        }
+        return all(any(tests[key](value) for value in values) for key, values in filters.items())
+
+
+def record(state, type_, action, actor_id, attributes):
+    """Append one event (and drop the ones beyond the newest RETAINED)."""
+    values = {str(k): str(v) for k, v in attributes.items()}
+    with state.write() as db:
+        cursor = db.execute("INSERT INTO events (time_nano, type, action, actor_id, attributes) "
+                            "VALUES (?, ?, ?, ?, ?)", (time.time_ns(), type_, action, actor_id, json.dumps(values)))
+        if cursor.lastrowid % 100 == 0:
+            db.execute("DELETE FROM events WHERE seq <= ?", (cursor.lastrowid - RETAINED,))
+
+
+def record_image(root, action, actor_id, **attributes):
+    """Record an image event in the state under `root` (for callers that hold no Engine)."""
+    from vessel.engine.state import State
+
+    state = State(root)
+    try:
+        record(state, "image", action, actor_id, attributes)
+    finally:
+        state.close()
+
+
+def read(state, after=0, since=None, until=None):
+    """Events with seq > `after` and since <= time_nano <= until (nanoseconds), oldest first."""
+    rows = state.query("SELECT seq, time_nano, type, action, actor_id, attributes FROM events "
+                       "WHERE seq > ? AND time_nano >= ? AND time_nano <= ? ORDER BY seq",
+                       (after, since or 0, (1 << 63) - 1 if until is None else until))
+    return [Event.from_row(row) for row in rows]
+
+
+def follow(state, since=None, until=None, filters=None, interval=0.2):
+    """Past events from `since`, then new ones as they are recorded, until `until` (forever if None)."""
+    after = 0
+    while True:
+        now = time.time_ns()
+        for event in read(state, after, since, until):
+            after = event.seq
+            if event.matches(filters or {}):
+                yield event
+        if until is not None and now >= until:
+            return
+        time.sleep(interval if until is None else max(0, min(interval, (until - now) / 1e9)))
+
+
+def parse_time(text, now=None):
+    """Docker's --since/--until: unix seconds (with fraction), RFC3339 / date-time, or a duration ago."""
+    if text is None or text == "":
+        return None
+    now = time.time_ns() if now is None else now
+    value = str(text).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        seconds, _, fraction = value.partition(".")
+        return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
+    if _DURATION.fullmatch(value.replace(" ", "")) or re.fullmatch(rf"(?:{_DURATION.pattern})+", value):
+        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION.findall(value))
+        return now - int(seconds * 1_000_000_000)
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d)?)(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?", value)
+    if not match:
+        raise InvalidArgument(f"failed to parse value as time or duration: {value!r}")
+    date, clock, fraction, zone = match.groups()
+    stamp = datetime.datetime.fromisoformat(f"{date}T{clock or '00:00:00'}")
+    if zone in (None, "Z"):
+        stamp = stamp.replace(tzinfo=datetime.timezone.utc) if zone else stamp.astimezone()
+    else:
+        stamp = stamp.replace(tzinfo=datetime.datetime.strptime(zone.replace(":", ""), "%z").tzinfo)
+    nanos = int(((fraction or ".")[1:] + "000000000")[:9])
+    return int(stamp.timestamp()) * 1_000_000_000 + nanos
+
+
+def parse_filters(items):
+    """['key=value', ...] (or docker-py's {key: value|[values]}) -> {key: [values]}."""
+    if isinstance(items, dict):
+        pairs = [(k, v) for k, values in items.items() for v in ([values] if isinstance(values, str) else values)]
+    else:
+        pairs = []
+        for item in items or ():
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise InvalidArgument(f"bad format of filter (expected name=value): {item}")
+            pairs.append((key, value))
+    filters = {}
+    for key, value in pairs:
+        if key not in _FILTER_KEYS:
+            raise InvalidArgument(f"invalid filter '{key}'")
+        filters.setdefault(key, []).append(str(value))
+    return filters
