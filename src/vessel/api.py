@@ -102,14 +102,70 @@ class Client:
 
 
 class ImageCollection:
+    """docker-py's `client.images`, on the image store: its Image records (id, repo_tags, config, size...)."""
+
     def __init__(self, client):
         self.client = client
 
-    def get(self, name):
-        return self.client.engine.images.get(name)
+    @property
+    def store(self):
+        return self.client.engine.images
 
-    def list(self):
-        return self.client.engine.images.list()
+    def get(self, name):
+        """The image a reference, id or id prefix names; NotFound ("No such image: ...") otherwise."""
+        return self.store.get(name)
+
+    def list(self, name=None, all=False, filters=None):  # noqa: A002 - docker-py's name
+        """All images, newest first; `name` keeps those with a tag of that repository (or repository:tag)."""
+        from vessel.image.reference import parse
+
+        images = self.store.list()
+        if name:
+            wanted = parse(name)
+            bare = ":" not in name.rpartition("/")[2] and "@" not in name
+            images = [i for i in images if any(
+                (parse(t).repository == wanted.repository) if bare else parse(t).familiar == wanted.familiar
+                for t in i.repo_tags)]
+        if filters:
+            raise InvalidArgument("image list filters are not supported by this API yet (use `vessel images -f`)")
+        return images
+
+    def pull(self, repository, tag=None, all_tags=False, platform=None, progress=None):
+        """Pull repository[:tag] (a digest tag "sha256:..." pins it) and return the Image.
+
+        `progress`: a text stream that gets Docker's pull lines (None: quiet).
+        """
+        from vessel.errors import Unsupported
+        from vessel.image import registry
+        from vessel.image.reference import parse
+
+        if all_tags:
+            raise Unsupported("pulling all tags of a repository is not supported")
+        name = repository if not tag else f"{repository}{'@' if tag.startswith('sha256:') else ':'}{tag}"
+        ref = parse(name)
+        image = registry.pull(self.store, name, platform=platform or "linux/amd64", progress=progress)
+        self.client.engine.emit_image_event("pull", ref.familiar, name=ref.familiar)
+        return image
+
+    def remove(self, image, force=False, noprune=False):
+        """Untag, and delete when no tag is left: [{"Untagged": ref} | {"Deleted": id}] like the Engine API."""
+        image_id = self.store.get(image).id
+        result = []
+        for kind, what in self.store.remove(image, force=force):
+            result.append({kind: what})
+            if kind == "Untagged" or what == image_id:
+                self.client.engine.emit_image_event("untag" if kind == "Untagged" else "delete", image_id,
+                                                    name=what)
+        return result
+
+    def tag(self, image, repository, tag=None, force=False):
+        """Name `image` repository[:tag]; True, as docker-py returns."""
+        from vessel.image.reference import parse
+
+        target = f"{repository}:{tag}" if tag else repository
+        tagged = self.store.tag(image, target)
+        self.client.engine.emit_image_event("tag", tagged.id, name=parse(target).familiar)
+        return True
 
 
 def _command(value):
@@ -456,6 +512,7 @@ class Container:
     status = property(lambda self: self.record.status)
     labels = property(lambda self: dict(self.record.labels))
     image = property(lambda self: self.engine.images.get(self.record.image_id))
+    health = property(lambda self: self.record.health.status if self.record.health else "unknown")
 
     @property
     def attrs(self):
@@ -468,8 +525,10 @@ class Container:
         self.engine.start(self.record.id)
         self.reload()
 
-    def start_attached(self, stdin_fd=None, stdout=None, stderr=None, tty=None, sig_proxy=True):
-        """Start with output (and `stdin_fd`) relayed here; returns the exit code."""
+    def start_attached(self, stdin_fd=None, stdout=None, stderr=None, tty=None, sig_proxy=True, detach_keys=None):
+        """Start with output (and `stdin_fd`) relayed here; returns the exit code.
+
+        `detach_keys` (bytes, default ctrl-p ctrl-q) typed on stdin leave the container running."""
         from vessel.engine import attach
 
         events = self.engine.start(self.record.id, wait_attach=True)
@@ -503,7 +562,8 @@ class Container:
         try:
             code = attach.attach(sock, stdin_fd=stdin_fd, stdout=stdout, stderr=stderr,
                                  tty=self.record.config.tty if tty is None else tty,
-                                 on_signal=forward if sig_proxy else None)
+                                 on_signal=forward if sig_proxy else None,
+                                 detach_keys=detach_keys or attach.DETACH_KEYS)
         except BrokenPipeError:
             return 141  # our stdout went away: leave, the container runs on (what SIGPIPE does to docker)
         except attach.Detached:
@@ -520,7 +580,7 @@ class Container:
             pass
         return code
 
-    def attach_foreground(self, stdin_fd=None, sig_proxy=True):
+    def attach_foreground(self, stdin_fd=None, sig_proxy=True, detach_keys=None):
         """Relay the running container's streams from now on (Docker's attach); returns its exit code."""
         from vessel.engine import attach
         from vessel.runtime import sync
@@ -532,7 +592,8 @@ class Container:
         self.engine.emit_event(self.record, "attach")
         try:
             code = attach.attach(sock, stdin_fd=stdin_fd, tty=self.record.config.tty,
-                                 on_signal=(lambda signum: self.kill(signum)) if sig_proxy else None)
+                                 on_signal=(lambda signum: self.kill(signum)) if sig_proxy else None,
+                                 detach_keys=detach_keys or attach.DETACH_KEYS)
         except attach.Detached:
             return 0
         finally:
@@ -707,6 +768,13 @@ def _next_event(events):
     return json.loads(line)
 
 
+def _health_document(health):
+    """inspect's State.Health."""
+    return {"Status": health.status, "FailingStreak": health.failing_streak,
+            "Log": [{"Start": rfc3339(entry.start), "End": rfc3339(entry.end), "ExitCode": entry.exit_code,
+                     "Output": entry.output} for entry in health.log]}
+
+
 def inspect_document(engine, record):
     """Docker's `inspect` shape for the fields vessel has."""
     config = record.config
@@ -732,6 +800,7 @@ def inspect_document(engine, record):
             "Restarting": status == "restarting", "OOMKilled": False, "Dead": status == "dead", "Pid": record.pid,
             "ExitCode": record.exit_code, "Error": record.error,
             "StartedAt": rfc3339(record.started), "FinishedAt": rfc3339(record.finished),
+            **({"Health": _health_document(record.health)} if record.health else {}),
         },
         "Image": record.image_id,
         "ResolvConfPath": os.path.join(private, "resolv.conf"),

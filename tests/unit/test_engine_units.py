@@ -8,7 +8,7 @@ import pytest
 
 from vessel.engine import attach, logs, names, specgen
 from vessel.engine.core import start_error_code
-from vessel.engine.model import (Bind, ContainerConfig, Ulimit, merge_env, parse_bytes, parse_cpus,
+from vessel.engine.model import (ContainerConfig, Mount, parse_volume, Ulimit, merge_env, parse_bytes, parse_cpus,
                                  parse_env_file, parse_restart, validate_name)
 from vessel.errors import InvalidArgument, NotFound, Unsupported
 
@@ -38,11 +38,11 @@ def test_cpus_and_restart():
 
 
 def test_binds_and_ulimits():
-    assert Bind.parse("/a:/b:ro") == Bind("/a", "/b", True)
-    assert Bind.parse("/a/../c:/b/") == Bind("/c", "/b", False)
-    for bad in ("/a", "/a:b", "vol:/b", "/a:/b:xx", ":/b"):
+    assert parse_volume("/a:/b:ro") == Mount("bind", "/b", "/a", True, flag="-v", spec="/a:/b:ro", mode="ro")
+    assert parse_volume("/a/../c:/b/") == Mount("bind", "/b", "/c", False, flag="-v", spec="/a/../c:/b/")
+    for bad in ("a", "/a:b", "vol/x:/b", "/a:/b:xx", ":/b"):
         with pytest.raises(InvalidArgument):
-            Bind.parse(bad)
+            parse_volume(bad)
     assert Ulimit.parse("nofile=512:1024") == Ulimit("nofile", 512, 1024)
     assert Ulimit.parse("nproc=64") == Ulimit("nproc", 64, 64)
     for bad in ("nofile", "bogus=1", "nofile=2:1"):
@@ -59,7 +59,7 @@ def test_names_env_and_config_round_trip(tmp_path, monkeypatch):
     env_file = tmp_path / "env"
     env_file.write_text("# comment\nX=1\n\nFROM_HOST\nUNSET_VARIABLE_XYZ\n")
     assert parse_env_file(str(env_file)) == ["X=1", "FROM_HOST=yes", None]
-    config = ContainerConfig(image="busybox", cmd=["sh"], binds=[Bind("/a", "/b", True)],
+    config = ContainerConfig(image="busybox", cmd=["sh"], mounts=[Mount("bind", "/b", "/a", True)],
                              ulimits=[Ulimit("nofile", 1, 2)], memory=1 << 20)
     assert ContainerConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
 

@@ -35,13 +35,45 @@ def _fail_start(exc):
 
 # -- run / create -----------------------------------------------------------------
 
+_host_options = [
+    click.option("--memory-swap", default=None, help="Swap limit equal to memory plus swap: -1 for unlimited."),
+    click.option("--memory-reservation", default=None, help="Memory soft limit."),
+    click.option("-c", "--cpu-shares", type=int, default=0, help="CPU shares (relative weight)."),
+    click.option("--cpu-period", type=int, default=0, help="Limit CPU CFS (Completely Fair Scheduler) period."),
+    click.option("--cpu-quota", type=int, default=0, help="Limit CPU CFS (Completely Fair Scheduler) quota."),
+    click.option("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)."),
+    click.option("--cpuset-mems", default="", help="MEMs in which to allow execution (0-3, 0,1)."),
+    click.option("--device", "devices", multiple=True, help="Add a host device to the container."),
+    click.option("--device-cgroup-rule", "device_cgroup_rules", multiple=True,
+                 help="Add a rule to the cgroup allowed devices list."),
+    click.option("--shm-size", default=None, help="Size of /dev/shm."),
+    click.option("--group-add", multiple=True, help="Add additional groups to join."),
+    click.option("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences (-1000 to 1000)."),
+    click.option("--pid", "pid_mode", default="", help="PID namespace to use."),
+    click.option("--ipc", "ipc_mode", default="", help="IPC mode to use."),
+    click.option("--uts", "uts_mode", default="", help="UTS namespace to use."),
+    click.option("--sysctl", "sysctls", multiple=True, help="Sysctl options."),
+    click.option("--init", is_flag=True, help="Run an init inside the container that forwards signals and reaps "
+                                              "processes."),
+    click.option("--pull", default="missing", help='Pull image before running ("always", "missing", "never").'),
+    click.option("--platform", default=None, help="Set platform if server is multi-platform capable."),
+    click.option("--cidfile", default=None, help="Write the container ID to the file."),
+    click.option("--label-file", multiple=True, help="Read in a line delimited file of labels."),
+    click.option("-a", "--attach", "attach_streams", multiple=True, help="Attach to STDIN, STDOUT or STDERR."),
+    click.option("--detach-keys", default=None, help="Override the key sequence for detaching a container."),
+]
+
+
 def _container_options(function):
     options = [
         click.option("--name", help="Assign a name to the container."),
         click.option("-e", "--env", "env", multiple=True, help="Set environment variables."),
         click.option("--env-file", multiple=True, help="Read in a file of environment variables."),
         click.option("-l", "--label", "labels", multiple=True, help="Set meta data on a container."),
-        click.option("-v", "--volume", "volumes", multiple=True, help="Bind mount a volume (host:container[:ro])."),
+        click.option("-v", "--volume", "volumes", multiple=True,
+                     help="Bind mount a volume (host-path|name:container-path[:options], or container-path)."),
+        click.option("--mount", "mounts", multiple=True, help="Attach a filesystem mount to the container."),
+        click.option("--volumes-from", multiple=True, help="Mount volumes from the specified container(s)."),
         click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory."),
         click.option("-w", "--workdir", default="", help="Working directory inside the container."),
         click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])."),
@@ -50,7 +82,15 @@ def _container_options(function):
         click.option("--domainname", default="", help="Container NIS domain name."),
         click.option("--add-host", "add_hosts", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
         click.option("--dns", multiple=True, help="Set custom DNS servers."),
-        click.option("--network", "--net", "network", default="none", help="Network mode: none or host."),
+        click.option("--network", "--net", "networks", multiple=True,
+                     help="Connect a container to a network (bridge, host, none, container:NAME, a network)."),
+        click.option("--ip", default=None, help="IPv4 address (e.g., 172.30.100.104)."),
+        click.option("--ip6", default=None, help="IPv6 address (e.g., 2001:db8::33)."),
+        click.option("--network-alias", "network_aliases", multiple=True, help="Add network-scoped alias."),
+        click.option("--mac-address", default=None, help="Container MAC address (e.g., 92:d0:c6:0a:29:33)."),
+        click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host."),
+        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."),
+        click.option("--expose", multiple=True, help="Expose a port or a range of ports."),
         click.option("-m", "--memory", default=None, help="Memory limit."),
         click.option("--cpus", default=None, help="Number of CPUs."),
         click.option("--pids-limit", type=int, default=0, help="Tune container pids limit."),
@@ -63,13 +103,24 @@ def _container_options(function):
         click.option("--stop-signal", default=None, help="Signal to stop the container."),
         click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container."),
         click.option("--runtime", default=None, help="Runtime to use for this container (runc, crun, a path)."),
-        click.option("--restart", default="no", help="Restart policy (only \"no\" so far)."),
+        click.option("--restart", default="no", help="Restart policy: no, on-failure[:max-retries], always, "
+                     "unless-stopped."),
+        click.option("--health-cmd", default=None, help="Command to run to check health."),
+        click.option("--health-interval", default=None, help="Time between running the check (ms|s|m|h)."),
+        click.option("--health-retries", default=None, help="Consecutive failures needed to report unhealthy."),
+        click.option("--health-timeout", default=None, help="Maximum time to allow one check to run (ms|s|m|h)."),
+        click.option("--health-start-period", default=None,
+                     help="Start period for the container to initialize before counting retries (ms|s|m|h)."),
+        click.option("--health-start-interval", default=None,
+                     help="Time between running the check during the start period (ms|s|m|h)."),
+        click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK."),
         click.option("--cgroup-parent", default="", help="Optional parent cgroup for the container."),
         click.option("--log-driver", default="json-file", help="Logging driver (json-file)."),
         click.option("--log-opt", "log_opts", multiple=True, help="Log driver options (max-size, max-file)."),
         click.option("--rm", "remove", is_flag=True, help="Automatically remove the container when it exits."),
         click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached."),
         click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
+        *_host_options,
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -81,48 +132,120 @@ def _container_options(function):
 def _create(obj, opts):
     from vessel.engine.model import parse_bytes, parse_cpus, parse_env_file
 
-    if opts["log_driver"] != "json-file":
-        raise InvalidArgument(f"logging driver {opts['log_driver']!r} is not supported (json-file)")
     env = []
     for path in opts["env_file"]:
         env += [item for item in parse_env_file(path) if item is not None]
     env += list(opts["env"])
     labels = {}
-    for item in opts["labels"]:
+    label_lines = [line for path in opts["label_file"] for line in parse_env_file(path, expand=False)]
+    for item in label_lines + list(opts["labels"]):
         key, _, value = item.partition("=")
         labels[key] = value
     log_config = {}
     for item in opts["log_opts"]:
         key, sep, value = item.partition("=")
         if not sep or key not in ("max-size", "max-file"):
-            raise InvalidArgument(f"unknown log opt '{key}' for json-file log driver")
+            raise InvalidArgument(f"unknown log opt '{key}' for {opts['log_driver']} log driver")
         log_config[key] = value
     memory = parse_bytes(opts["memory"], "-m, --memory") if opts["memory"] is not None else 0
     nano_cpus = parse_cpus(opts["cpus"]) if opts["cpus"] is not None else 0
+    host_options = _host_flags(opts)
+    restart_policy, healthcheck = _restart_and_health(opts)
+    if opts["cidfile"] and os.path.exists(opts["cidfile"]):
+        raise InvalidArgument(f"Container ID file found, make sure the other container isn't running or delete "
+                              f"{opts['cidfile']}")
     client = _client(obj)
-    try:
-        client.images.get(opts["image"])
-    except NotFound:
-        from vessel.image.reference import parse
-
-        try:
-            shown = parse(opts["image"]).familiar
-        except VesselError:
-            shown = opts["image"]
-        click.echo(f"Unable to find image '{shown}' locally", err=True)
-        raise
-    return client.containers.create(
+    _ensure_image(client, opts["image"], opts["pull"], opts["platform"])
+    container = client.containers.create(
         opts["image"], list(opts["command"]) or None, name=opts["name"], runtime=opts["runtime"],
         entrypoint=opts["entrypoint"], environment=env, working_dir=opts["workdir"], user=opts["user"],
         hostname=opts["hostname"], domainname=opts["domainname"], tty=opts["tty"],
         stdin_open=opts["interactive"], labels=labels, volumes=list(opts["volumes"]), tmpfs=list(opts["tmpfs"]),
-        extra_hosts=list(opts["add_hosts"]), dns=list(opts["dns"]), network_mode=opts["network"],
+        mounts=list(opts["mounts"]), volumes_from=list(opts["volumes_from"]),
+        extra_hosts=list(opts["add_hosts"]), dns=list(opts["dns"]), networks=list(opts["networks"]),
+        ipv4_address=opts["ip"], ipv6_address=opts["ip6"], network_aliases=list(opts["network_aliases"]),
+        mac_address=opts["mac_address"], publish=list(opts["publish"]), publish_all_ports=opts["publish_all"],
+        expose=list(opts["expose"]),
         mem_limit=memory, nano_cpus=nano_cpus, pids_limit=opts["pids_limit"], ulimits=list(opts["ulimits"]),
         read_only=opts["read_only"], cap_add=list(opts["cap_add"]), cap_drop=list(opts["cap_drop"]),
         privileged=opts["privileged"], security_opt=list(opts["security_opt"]), stop_signal=opts["stop_signal"],
         stop_timeout=opts["stop_timeout"], auto_remove=opts["remove"], cgroup_parent=opts["cgroup_parent"],
-        restart_policy=opts["restart"], log_config={"Type": "json-file", "Config": log_config},
+        restart_policy=restart_policy, healthcheck=healthcheck,
+        log_config={"Type": opts["log_driver"], "Config": log_config}, **host_options,
     )
+    if opts["cidfile"]:
+        _write_cidfile(opts["cidfile"], container.id)
+    return container
+
+
+def _restart_and_health(opts):
+    """--restart and the --health-* flags, checked before anything is pulled or made."""
+    from vessel.engine import health
+    from vessel.engine.restart import RestartPolicy
+
+    policy = RestartPolicy.parse(opts["restart"])
+    if opts["remove"] and policy.enabled:
+        raise InvalidArgument("Conflicting options: --restart and --rm")
+    healthcheck = health.from_flags(opts["health_cmd"], opts["health_interval"], opts["health_timeout"],
+                                    opts["health_start_period"], opts["health_start_interval"],
+                                    opts["health_retries"], opts["no_healthcheck"])
+    return policy, healthcheck
+
+
+def _host_flags(opts):
+    """docker-py's names for the resource, device, namespace and init flags."""
+    from vessel.engine.model import parse_sysctl
+
+    return dict(
+        memswap_limit=opts["memory_swap"] or 0, mem_reservation=opts["memory_reservation"] or 0,
+        cpu_shares=opts["cpu_shares"], cpu_period=opts["cpu_period"], cpu_quota=opts["cpu_quota"],
+        cpuset_cpus=opts["cpuset_cpus"], cpuset_mems=opts["cpuset_mems"], devices=list(opts["devices"]),
+        device_cgroup_rules=list(opts["device_cgroup_rules"]), shm_size=opts["shm_size"],
+        group_add=list(opts["group_add"]), oom_score_adj=opts["oom_score_adj"], pid_mode=opts["pid_mode"],
+        ipc_mode=opts["ipc_mode"], uts_mode=opts["uts_mode"], init=opts["init"],
+        sysctls=dict(parse_sysctl(item) for item in opts["sysctls"]),
+    )
+
+
+def _ensure_image(client, image, policy, platform):
+    """--pull: the image is pulled (progress on stderr) when missing, always, or never."""
+    if policy not in ("always", "missing", "never"):
+        raise InvalidArgument(f"invalid pull option: '{policy}': must be one of \"always\", \"missing\" or "
+                              "\"never\"")
+    if policy != "always":
+        try:
+            client.images.get(image)
+            return
+        except NotFound:
+            if policy == "never":
+                raise
+        from vessel.image.reference import parse
+
+        click.echo(f"Unable to find image '{parse(image).familiar}' locally", err=True)
+    client.images.pull(image, platform=platform, progress=sys.stderr)
+
+
+def _write_cidfile(path, container_id):
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as handle:
+        handle.write(container_id)
+    os.replace(tmp, path)
+
+
+def _discard(data):
+    """Output of a stream that is not attached (-a)."""
+
+
+def _attached_streams(values, detach):
+    """-a stdin|stdout|stderr (any case); none given means stdout and stderr (and stdin with -i)."""
+    if values and detach:
+        raise InvalidArgument("Conflicting options: -a and -d")
+    streams = {v.lower() for v in values}
+    if not streams <= {"stdin", "stdout", "stderr"}:
+        bad = next(v for v in values if v.lower() not in ("stdin", "stdout", "stderr"))
+        raise InvalidArgument(f'invalid argument "{bad}" for "-a, --attach" flag: valid streams are STDIN, '
+                              "STDOUT and STDERR")
+    return streams or {"stdin", "stdout", "stderr"}
 
 
 @click.command("run", context_settings=_RUN_SETTINGS)
@@ -132,15 +255,21 @@ def _create(obj, opts):
 @click.pass_obj
 def run(obj, detach, sig_proxy, **opts):
     """Create and run a new container from an image."""
+    from vessel.engine.attach import parse_detach_keys
     from vessel.engine.core import ContainerStartError
 
+    streams = _attached_streams(opts["attach_streams"], detach)
+    detach_keys = parse_detach_keys(opts["detach_keys"])
     container = _create(obj, opts)
     try:
         if detach:
             container.start()
             click.echo(container.id)
             return
-        code = container.start_attached(stdin_fd=0 if opts["interactive"] else None, sig_proxy=sig_proxy)
+        code = container.start_attached(stdin_fd=0 if opts["interactive"] and "stdin" in streams else None,
+                                        stdout=None if "stdout" in streams else _discard,
+                                        stderr=None if "stderr" in streams else _discard,
+                                        sig_proxy=sig_proxy, detach_keys=detach_keys)
     except ContainerStartError as exc:
         _fail_start(exc)
     if code == 141:
@@ -227,13 +356,17 @@ def restart(obj, timeout, names):
 @click.command("attach")
 @click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
 @click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy all received signals to the process.")
+@click.option("--detach-keys", default=None, help="Override the key sequence for detaching a container.")
 @click.argument("name")
 @click.pass_obj
-def attach(obj, no_stdin, sig_proxy, name):
+def attach(obj, no_stdin, sig_proxy, detach_keys, name):
     """Attach local standard input, output, and error streams to a running container."""
+    from vessel.engine.attach import parse_detach_keys
+
+    keys = parse_detach_keys(detach_keys)
     container = _client(obj).containers.get(name)
     stdin = None if no_stdin or not container.record.config.open_stdin else 0
-    raise click.exceptions.Exit(container.attach_foreground(stdin_fd=stdin, sig_proxy=sig_proxy))
+    raise click.exceptions.Exit(container.attach_foreground(stdin_fd=stdin, sig_proxy=sig_proxy, detach_keys=keys))
 
 
 @click.command("kill")
@@ -317,7 +450,10 @@ def _ellipsis(text, width):
 def status_text(record, now=None):
     now = time.time() if now is None else now
     if record.status == "running":
-        return f"Up {human_duration(max(0, now - record.started))}"
+        health = f" ({record.health.display()})" if record.health else ""
+        return f"Up {human_duration(max(0, now - record.started))}{health}"
+    if record.status == "restarting":
+        return f"Restarting ({record.exit_code}) {human_duration(max(0, now - record.finished))} ago"
     if record.status == "paused":
         return f"Up {human_duration(max(0, now - record.started))} (Paused)"
     if record.status == "exited":
@@ -328,6 +464,8 @@ def status_text(record, now=None):
 
 
 def _ps_row(client, container, no_trunc, size):
+    from vessel.engine import networking
+
     record = container.record
     command = " ".join(record.config.args)
     created = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
@@ -337,13 +475,14 @@ def _ps_row(client, container, no_trunc, size):
         "Command": json.dumps(command if no_trunc else _ellipsis(command, 20), ensure_ascii=False),
         "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
         "RunningFor": human_duration(max(0, time.time() - record.created)) + " ago",
-        "Ports": "",
+        "Ports": networking.ports_text(record.config, record.status in ("running", "paused")),
         "State": record.status,
         "Status": status_text(record),
         "Names": record.name,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(record.labels.items())),
-        "Mounts": ",".join(b.target for b in record.config.binds),
-        "Networks": record.config.network_mode,
+        "Mounts": ",".join(m.source if no_trunc else _ellipsis(m.source, 15)
+                           for m in record.config.mounts if m.type != "tmpfs"),
+        "Networks": ",".join(a.network for a in record.config.networks) or record.config.network_mode,
     }
     if size:
         try:
@@ -588,7 +727,7 @@ def stats(obj, show_all, no_stream, fmt, names):
 @click.option("-m", "--memory", default=None, help="Memory limit.")
 @click.option("--cpus", default=None, help="Number of CPUs.")
 @click.option("--pids-limit", type=int, default=None, help="Tune container pids limit (-1 for unlimited).")
-@click.option("--restart", default=None, help="Restart policy (only \"no\" so far).")
+@click.option("--restart", default=None, help="Restart policy to apply when a container exits.")
 @click.argument("names", nargs=-1, required=True)
 @click.pass_obj
 def update(obj, memory, cpus, pids_limit, restart, names):
@@ -631,10 +770,20 @@ def prune(obj, force):
 @click.argument("port_spec", required=False)
 @click.pass_obj
 def port(obj, name, port_spec):
-    """List port mappings of a container (none until bridge networking exists)."""
-    _client(obj).containers.get(name)
+    """List port mappings or a specific mapping for the container."""
+    from vessel.engine import networking
+
+    ports = _client(obj).containers.get(name).attrs["NetworkSettings"]["Ports"]
     if port_spec:
-        raise NotFound(f"No public port '{port_spec}' published for {name}")
+        number, _, proto = port_spec.partition("/")
+        key = f"{number}/{proto or 'tcp'}"
+        if not ports.get(key):
+            raise NotFound(f"No public port '{key}' published for {name}")
+        ports = {key: ports[key]}
+    for key, bindings in ports.items():
+        for binding in bindings or []:
+            address = networking.host_address(binding)
+            click.echo(address if port_spec else f"{key} -> {address}")
 
 
 @click.group("container")

@@ -160,8 +160,65 @@ def _ensure_target(rootfs, target, directory):
         os.close(root_fd)
 
 
-def build_spec(config: ContainerConfig, container_id, rootfs, private_dir, tty=None):
-    """The config.json object for the container (its rootfs already mounted at `rootfs`)."""
+def _source_propagation(path):
+    """The propagation of the host mount holding `path`: (mount point, "shared" | "slave" | "private")."""
+    best, kind = "/", "private"
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            fields = line.split()
+            point = fields[4]
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                optional = fields[6:fields.index("-")]
+                best = point
+                kind = ("shared" if any(f.startswith("shared:") for f in optional) else
+                        "slave" if any(f.startswith("master:") for f in optional) else "private")
+    return best, kind
+
+
+def _add_mounts(spec, config, rootfs, volume_paths):
+    """The container's binds, volumes and --mount tmpfs, parents before children (Docker's order)."""
+    propagations = set()
+    for mount in sorted(config.mounts, key=lambda m: m.target.count("/")):
+        access = "ro" if mount.readonly else "rw"
+        if mount.type == "tmpfs":
+            options = ["nosuid", "nodev", "noexec", access]
+            if mount.tmpfs_size:
+                options.append(f"size={mount.tmpfs_size}")
+            if mount.tmpfs_mode:
+                options.append(f"mode={mount.tmpfs_mode:o}")
+            _ensure_target(rootfs, mount.target, True)
+            spec["mounts"].append({"destination": mount.target, "type": "tmpfs", "source": "tmpfs",
+                                   "options": options})
+            continue
+        if mount.type == "volume":
+            source, propagation = volume_paths[mount.source], "rprivate"
+        else:
+            source, propagation = mount.source, mount.propagation or "rprivate"
+            if not os.path.lexists(source):
+                os.makedirs(source, exist_ok=True)  # Docker creates a missing -v source as a directory
+            point, kind = _source_propagation(os.path.realpath(source))
+            if propagation.endswith("shared") and kind != "shared":
+                raise InvalidArgument(f"path {source} is mounted on {point} but it is not a shared mount")
+            if propagation.endswith("slave") and kind == "private":
+                raise InvalidArgument(f"path {source} is mounted on {point} but it is not a shared or slave mount")
+            propagations.add(propagation)
+        _ensure_target(rootfs, mount.target, os.path.isdir(source))
+        spec["mounts"].append({"destination": mount.target, "type": "bind", "source": source,
+                               "options": ["rbind", propagation, access]})
+    if propagations & {"shared", "rshared"}:
+        spec["linux"]["rootfsPropagation"] = "rshared"
+    elif propagations & {"slave", "rslave"}:
+        spec["linux"]["rootfsPropagation"] = "rslave"
+
+
+def build_spec(config: ContainerConfig, container_id, rootfs, private_dir, tty=None, peer_pid=None,
+               volume_paths=None):
+    """The config.json object for the container (its rootfs already mounted at `rootfs`).
+
+    `peer_pid(kind, name)` gives the init pid of the running container whose namespace `kind` ("pid", "ipc")
+    this one joins (--pid/--ipc container:NAME).
+    `volume_paths` maps the names of the container's volumes to their host directories.
+    """
     args = config.args
     if not args:
         raise InvalidArgument("no command specified")
@@ -227,16 +284,8 @@ def build_spec(config: ContainerConfig, container_id, rootfs, private_dir, tty=N
         _ensure_target(rootfs, target, True)
         opts = ["nosuid", "nodev", "noexec"] + [o for o in options.split(",") if o]
         mounts.append({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": opts})
-    for bind in config.binds:
-        try:
-            is_dir = os.path.isdir(bind.source)
-            os.lstat(bind.source)
-        except FileNotFoundError:
-            os.makedirs(bind.source, exist_ok=True)  # Docker creates a missing -v source as a directory
-            is_dir = True
-        _ensure_target(rootfs, bind.target, is_dir)
-        mounts.append({"destination": bind.target, "type": "bind", "source": bind.source,
-                       "options": ["rbind", "rprivate", "ro" if bind.readonly else "rw"]})
+    _add_mounts(spec, config, rootfs, volume_paths or {})
+    _host_options(spec, config, rootfs, peer_pid)
     spec["annotations"] = {"org.vessel.container.id": container_id}
     return spec
 
@@ -262,3 +311,132 @@ def _capabilities(process, config):
             caps = [c for c in config.cap_add if c != "ALL"]
         caps = [c for c in caps if c not in config.cap_drop or c in config.cap_add]
     process["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+
+
+DOCKER_INIT = "/usr/bin/tini-static"   # Debian's tini, mounted as Docker's /sbin/docker-init
+DOCKER_INIT_TARGET = "/sbin/docker-init"
+
+
+def check_docker_init():
+    """--init needs tini installed on the host."""
+    if not os.access(DOCKER_INIT, os.X_OK):
+        raise InvalidArgument(f"--init: docker-init is not installed on this host ({DOCKER_INIT}: install "
+                              "Debian's tini package)")
+
+
+def swap_accounted():
+    return os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes") or \
+        os.path.exists("/sys/fs/cgroup/memory.swap.max")
+
+
+def _host_options(spec, config, rootfs, peer_pid):
+    """Resources, devices, namespaces, sysctls, /dev/shm, extra groups and --init of the run options."""
+    process, linux = spec["process"], spec["linux"]
+    resources = linux["resources"]
+    memory = resources.get("memory", {})
+    if swap_accounted():
+        if config.memory_swap:
+            memory["swap"] = config.memory_swap
+        elif config.memory:
+            memory["swap"] = 2 * config.memory  # Docker's default: as much swap as memory
+    if config.memory_reservation:
+        memory["reservation"] = config.memory_reservation
+    if memory:
+        resources["memory"] = memory
+    cpu = resources.get("cpu", {})
+    for key, value in (("shares", config.cpu_shares), ("period", config.cpu_period), ("quota", config.cpu_quota),
+                       ("cpus", config.cpuset_cpus), ("mems", config.cpuset_mems)):
+        if value:
+            cpu[key] = value
+    if cpu:
+        resources["cpu"] = cpu
+    for device in config.devices:
+        _add_device(linux, device)
+    for rule in config.device_cgroup_rules:
+        kind, numbers, access = rule.split()
+        major, minor = numbers.split(":")
+        entry = {"allow": True, "type": kind, "access": access}
+        if major != "*":
+            entry["major"] = int(major)
+        if minor != "*":
+            entry["minor"] = int(minor)
+        resources["devices"].append(entry)
+    if config.oom_score_adj:
+        process["oomScoreAdj"] = config.oom_score_adj
+    if config.sysctls:
+        linux["sysctl"] = dict(config.sysctls)
+    if config.group_add:
+        gids = process["user"].setdefault("additionalGids", [])
+        gids += [g for g in resolve_groups(rootfs, config.group_add) if g not in gids]
+    _namespace_modes(spec, config, peer_pid)
+    if config.init:
+        check_docker_init()
+        _ensure_target(rootfs, DOCKER_INIT_TARGET, False)
+        spec["mounts"].append({"destination": DOCKER_INIT_TARGET, "type": "bind", "source": DOCKER_INIT,
+                               "options": ["rbind", "rprivate", "ro", "nosuid", "nodev"]})
+        process["args"] = [DOCKER_INIT_TARGET, "--"] + process["args"]
+
+
+def _add_device(linux, device):
+    """The host device node recreated in the container, and allowed in its device cgroup."""
+    try:
+        info = os.stat(device.host)
+    except OSError as exc:
+        raise InvalidArgument(f"error gathering device information while adding custom device "
+                              f"\"{device.host}\": {(exc.strerror or str(exc)).lower()}") from None
+    if stat.S_ISCHR(info.st_mode):
+        kind = "c"
+    elif stat.S_ISBLK(info.st_mode):
+        kind = "b"
+    else:
+        raise InvalidArgument(f"error gathering device information while adding custom device "
+                              f"\"{device.host}\": not a device node")
+    major, minor = os.major(info.st_rdev), os.minor(info.st_rdev)
+    linux.setdefault("devices", []).append({"path": device.container, "type": kind, "major": major,
+                                            "minor": minor, "fileMode": stat.S_IMODE(info.st_mode),
+                                            "uid": info.st_uid, "gid": info.st_gid})
+    linux["resources"]["devices"].append({"allow": True, "type": kind, "major": major, "minor": minor,
+                                          "access": device.permissions})
+
+
+def _namespace_modes(spec, config, peer_pid):
+    """--pid, --ipc and --uts: the host's namespace, another container's, or (ipc) no /dev/shm."""
+    linux = spec["linux"]
+    modes = {"pid": config.pid_mode, "ipc": config.ipc_mode, "uts": config.uts_mode}
+    for kind, mode in modes.items():
+        if mode == "host":
+            linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != kind]
+        elif mode.startswith("container:"):
+            pid = peer_pid(kind, mode.partition(":")[2])
+            for namespace in linux["namespaces"]:
+                if namespace["type"] == kind:
+                    namespace["path"] = f"/proc/{pid}/ns/{kind}"
+    if config.uts_mode == "host":
+        spec.pop("hostname", None)
+        spec.pop("domainname", None)
+    shm = next(m for m in spec["mounts"] if m["destination"] == "/dev/shm")
+    if config.ipc_mode == "none":
+        spec["mounts"].remove(shm)
+    elif config.ipc_mode == "host":
+        shm.update(type="bind", source="/dev/shm", options=["rbind", "rprivate", "nosuid", "nodev", "noexec"])
+    elif config.ipc_mode.startswith("container:"):
+        pid = peer_pid("ipc", config.ipc_mode.partition(":")[2])
+        shm.update(type="bind", source=f"/proc/{pid}/root/dev/shm",
+                   options=["rbind", "rprivate", "nosuid", "nodev", "noexec"])
+    else:
+        shm["options"] = [o for o in shm["options"] if not o.startswith("size=")] + [f"size={config.shm_size}"]
+
+
+def resolve_groups(rootfs, groups):
+    """--group-add names or ids -> gids, names from the container's /etc/group."""
+    entries = list(_entries(_read_in_root(rootfs, "/etc/group"), 4))
+    gids = []
+    for group in groups:
+        match = [g for g in entries if g[0] == group]
+        if match and match[0][2].isdigit():
+            gids.append(int(match[0][2]))
+        elif group.isdigit() and int(group) <= 0xFFFFFFFE:
+            gids.append(int(group))
+        else:
+            raise NotFound(f"Unable to find group {group}: no matching entries in group file")
+    return gids

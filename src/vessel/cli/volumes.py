@@ -1,0 +1,165 @@
+"""`vessel volume create|ls|inspect|rm|prune`, with the Docker CLI's flags, columns and messages."""
+
+import json
+
+import click
+
+from vessel.cli.common import for_each
+from vessel.cli.images import human_size, render, table
+from vessel.errors import InvalidArgument, NotFound
+
+HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
+           "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE"}
+
+
+def _client(obj):
+    from vessel.api import Client
+
+    return Client(obj.root, obj.runroot)
+
+
+def _pairs(items, what):
+    """["k=v", "k"] -> {"k": "v", "k": ""}."""
+    result = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid argument \"{item}\" for \"{what}\" flag: invalid key")
+        result[key] = value
+    return result
+
+
+def _filters(items):
+    filters = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {item}")
+        filters.setdefault(key, []).append(value)
+    return filters
+
+
+@click.group("volume")
+def volume():
+    """Manage volumes."""
+
+
+@volume.command("create")
+@click.option("--name", default=None, help="Specify volume name.")
+@click.option("-d", "--driver", default="local", help="Specify volume driver name.")
+@click.option("--label", "labels", multiple=True, help="Set metadata for a volume.")
+@click.option("-o", "--opt", "options", multiple=True, help="Set driver specific options.")
+@click.argument("name_argument", metavar="[VOLUME]", required=False)
+@click.pass_obj
+def create(obj, name, driver, labels, options, name_argument):
+    """Create a volume."""
+    if name and name_argument and name != name_argument:
+        raise InvalidArgument("conflicting options: either specify --name or provide positional arg, not both")
+    created = _client(obj).volumes.create(name or name_argument, driver, _pairs(options, "--opt"),
+                                          _pairs(labels, "--label"))
+    click.echo(created.name)
+
+
+def _row(client, found, users):
+    from vessel.engine.volumes import tree_size
+
+    record = found.record
+    return {"Driver": record.driver, "Name": record.name, "Scope": "local",
+            "Mountpoint": client.engine.volumes.data_path(record.name),
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(record.labels.items())),
+            "Links": str(len(users.get(record.name, []))),
+            "Size": human_size(tree_size(client.engine.volumes.data_path(record.name)))}
+
+
+@volume.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Only display volume names.")
+@click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values (e.g. 'dangling=true').")
+@click.option("--format", "fmt", default=None, help="Format output using a Go template subset, or json.")
+@click.pass_obj
+def ls(obj, quiet, filters, fmt):
+    """List volumes."""
+    client = _client(obj)
+    found = client.volumes.list(filters=_filters(filters))
+    if quiet:
+        for item in found:
+            click.echo(item.name)
+        return
+    users = client.engine.volumes.users()
+    rows = [_row(client, item, users) for item in found]
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+    elif fmt:
+        text = render(fmt, rows, HEADERS)
+        if text:
+            click.echo(text)
+    else:
+        click.echo(table([[row["Driver"], row["Name"]] for row in rows], [HEADERS["Driver"], HEADERS["Name"]]))
+
+
+@volume.command("inspect")
+@click.option("-f", "--format", "fmt", default=None, help="Format output using a Go template subset.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def inspect(obj, fmt, names):
+    """Display detailed information on one or more volumes."""
+    client = _client(obj)
+    documents, failed = [], False
+    for name in names:
+        try:
+            documents.append(client.volumes.get(name).attrs)
+        except NotFound as exc:
+            click.echo(f"Error: {exc}", err=True)
+            failed = True
+    if fmt:
+        for document in documents:
+            click.echo(render(fmt, [document]))
+    else:
+        click.echo(json.dumps(documents, indent=4, ensure_ascii=False))
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+@volume.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes.")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def rm(obj, force, names):
+    """Remove one or more volumes. You cannot remove a volume that is in use by a container."""
+    client = _client(obj)
+
+    def one(name):
+        client.engine.volumes.remove(name, force=force)
+        click.echo(name)
+
+    for_each(names, one)
+
+
+@volume.command("prune")
+@click.option("-a", "--all", "prune_all", is_flag=True, help="Remove all unused volumes, not just anonymous ones.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'label=<label>').")
+@click.pass_obj
+def prune(obj, prune_all, force, filters):
+    """Remove unused local volumes."""
+    parsed = _filters(filters)
+    unknown = set(parsed) - {"label", "label!", "all"}
+    if unknown:
+        raise InvalidArgument(f"invalid filter '{sorted(unknown)[0]}'")
+    which = "all local volumes" if prune_all else "anonymous local volumes"
+    if not force and not click.confirm(f"WARNING! This will remove {which} not used by at least one container.\n"
+                                       "Are you sure you want to continue?", default=False):
+        return
+    if prune_all:
+        parsed["all"] = ["true"]
+    result = _client(obj).volumes.prune(filters=parsed)
+    if result["VolumesDeleted"]:
+        click.echo("Deleted Volumes:")
+        for name in result["VolumesDeleted"]:
+            click.echo(name)
+        click.echo("")
+    click.echo(f"Total reclaimed space: {human_size(result['SpaceReclaimed'])}")
+
+
+volume.add_command(ls, "list")
+volume.add_command(rm, "remove")
