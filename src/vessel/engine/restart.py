@@ -1,0 +1,165 @@
+"""Restart policies: `--restart no|on-failure[:N]|always|unless-stopped`, as Docker's restart manager.
+
+The policy is parsed once into a `RestartPolicy` (kept in the container's
+config). When a container's init has exited and the exit is recorded, the
+monitor calls `after_exit`: the policy decides, the back-off grows (100 ms,
+doubling, at most a minute; back to 100 ms when the container had run 10 s),
+RestartCount goes up and the row's status is `restarting` until the timer
+fires and the monitor starts the container again. A user's `stop` (or `kill` with
+SIGKILL or the stop signal) marks the container manually stopped, which
+cancels any pending restart and every later one until the user starts it.
+
+There is no daemon that restarts at boot: `start_due_after_boot` (`vessel start
+--all --by-restart-policy`) starts what Docker's daemon would start when it
+comes up.
+"""
+
+from dataclasses import dataclass
+
+from vessel.errors import InvalidArgument
+
+__all__ = ["RestartPolicy", "POLICIES", "after_exit", "decide", "next_delay", "mark_stopped",
+           "start_due_after_boot"]
+
+POLICIES = ("no", "always", "on-failure", "unless-stopped")
+FIRST_DELAY = 0.1           # seconds; Docker's defaultTimeout
+MAX_DELAY = 60.0            # Docker's maxRestartTimeout
+RESET_AFTER = 10.0          # a container that ran this long restarts after FIRST_DELAY again
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Docker's HostConfig.RestartPolicy."""
+
+    name: str = "no"
+    maximum_retry_count: int = 0
+
+    @classmethod
+    def parse(cls, text):
+        """The CLI's `--restart` text: no, always, unless-stopped, on-failure[:N]."""
+        text = text or "no"
+        name, colon, count = text.partition(":")
+        if colon and not name:
+            raise InvalidArgument("invalid restart policy format: no policy provided before colon")
+        retries = 0
+        if count:
+            try:
+                retries = int(count)
+            except ValueError:
+                raise InvalidArgument("invalid restart policy format: maximum retry count must be an integer") \
+                    from None
+        return cls.validated(name, retries)
+
+    @classmethod
+    def validated(cls, name, retries=0):
+        """Docker's daemon-side check of a policy name and retry count."""
+        name = name or "no"
+        if name not in POLICIES:
+            raise InvalidArgument(f"invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', "
+                                  "'on-failure', or 'unless-stopped'")
+        if not isinstance(retries, int):
+            raise InvalidArgument("invalid restart policy format: maximum retry count must be an integer")
+        if name != "on-failure" and retries:
+            raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'"
+                                  + (" and cannot be negative" if retries < 0 else ""))
+        if retries < 0:
+            raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
+        return cls(name, retries)
+
+    @classmethod
+    def from_api(cls, value):
+        """docker-py's restart_policy: {"Name": ..., "MaximumRetryCount": n}, a policy text, or None."""
+        if value is None or isinstance(value, RestartPolicy):
+            return value or cls()
+        if isinstance(value, dict):
+            return cls.validated(value.get("Name") or "no", value.get("MaximumRetryCount") or 0)
+        return cls.parse(str(value))
+
+    @classmethod
+    def from_json(cls, raw):
+        return cls(**raw) if isinstance(raw, dict) else cls()
+
+    def to_docker(self):
+        return {"Name": self.name, "MaximumRetryCount": self.maximum_retry_count}
+
+    @property
+    def enabled(self):
+        return self.name != "no"
+
+
+def decide(policy, exit_code, restart_count, manually_stopped):
+    """Whether the policy restarts a container that exited with `exit_code` (Docker's ShouldRestart)."""
+    if policy.name == "always":
+        return True
+    if policy.name == "unless-stopped":
+        return not manually_stopped
+    if policy.name == "on-failure":
+        limit = policy.maximum_retry_count
+        return exit_code != 0 and (limit == 0 or restart_count < limit)
+    return False
+
+
+def next_delay(previous, ran_for):
+    """The back-off before the next restart: 100 ms, doubling up to a minute; reset after a 10 s run."""
+    if ran_for >= RESET_AFTER or previous <= 0:
+        return FIRST_DELAY
+    return min(previous * 2, MAX_DELAY)
+
+
+def after_exit(monitor, record, exit_code):
+    """The monitor's exit hook: if the policy says so, mark the container restarting and set the timer."""
+    from vessel.engine.state import EXITED, RESTARTING
+
+    engine = monitor.engine
+    current = engine.state.by_id(record.id)
+    if current is None or current.status != EXITED or current.manually_stopped or \
+            not decide(current.config.restart_policy, exit_code, current.restart_count, False):
+        return
+    delay = next_delay(current.restart_delay, current.finished - current.started)
+    if engine.state.transition(record.id, (EXITED,), status=RESTARTING, restart_count=current.restart_count + 1,
+                               restart_delay=delay):
+        monitor.call_later(delay, lambda: _restart_due(monitor, record.id))
+
+
+def _restart_due(monitor, container_id):
+    """The back-off is over: start the container again unless the user stopped or removed it meanwhile."""
+    from vessel.engine.state import EXITED, RESTARTING
+
+    engine = monitor.engine
+    if not engine.state.transition(container_id, (RESTARTING,), status=EXITED):
+        return
+    record = engine.state.by_id(container_id)
+    engine.emit_event(record, "restart")
+    monitor.restart(record)
+
+
+def mark_stopped(engine, container_id):
+    """The user stopped or killed it: no restart now (a pending one is cancelled) nor after later exits."""
+    from vessel.engine.state import EXITED, RESTARTING
+
+    with engine.state.write() as db:
+        db.execute("UPDATE containers SET manually_stopped = 1, status = CASE status WHEN ? THEN ? ELSE status END "
+                   "WHERE id = ?", (RESTARTING, EXITED, container_id))
+
+
+def start_due_after_boot(engine, records):
+    """Start the stopped containers among `records` that Docker's daemon restarts when it comes up.
+
+    always: every one that ran before; unless-stopped: unless the user stopped
+    it; on-failure: after a non-zero exit while retries remain. Returns
+    [(record, error or None)].
+    """
+    from vessel.engine.state import EXITED
+
+    results = []
+    for record in records:
+        if record.status != EXITED or not decide(record.config.restart_policy, record.exit_code,
+                                                 record.restart_count, record.manually_stopped):
+            continue
+        try:
+            engine.start(record.id)
+        except Exception as exc:  # noqa: BLE001 - one container's failure does not stop the others
+            results.append((record, exc))
+            continue
+        results.append((record, None))
+    return results
