@@ -419,6 +419,12 @@ class ContainerCollection:
         return Container(self.client, record)
 
     def run(self, image, command=None, detach=False, remove=False, stdout=True, stderr=False, **options):
+        """docker-py's run: the image is pulled first when missing; output bytes, or the Container with `detach`."""
+        try:
+            self.client.images.get(image)
+        except NotFound:
+            self.client.images.pull(image, platform=options.pop("platform", None))
+        options.pop("platform", None)
         container = self.create(image, command, auto_remove=remove, **options)
         if detach:
             container.start()
@@ -453,12 +459,40 @@ class ContainerCollection:
         records = self.engine.list(None if all else ("running", "paused", "restarting"))
         if not all:
             records = [r for r in records if r.status in ("running", "paused", "restarting")]
-        containers = [Container(self.client, r) for r in records if matches(r, filters or {})]
+        filters = _resolve_filters(self.engine, filters or {})
+        containers = [Container(self.client, r) for r in records if matches(r, filters)]
         return containers[:limit] if limit >= 0 else containers
 
 
+_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+def _resolve_filters(engine, filters):
+    """Filters that name other objects, resolved once: before/since to creation times, ancestor to image ids."""
+    resolved = {}
+    for key, values in filters.items():
+        values = [values] if isinstance(values, str) else list(values)
+        if key in ("before", "since"):
+            values = [engine.get(v).created for v in values]
+        elif key == "ancestor":
+            ids = []
+            for value in values:
+                try:
+                    ids.append(engine.images.get(value).id)
+                except NotFound:
+                    pass  # an image that is gone: only containers naming it textually match
+            values = values + ids
+        elif key == "status":
+            bad = [v for v in values if v not in _STATUSES]
+            if bad:
+                raise InvalidArgument(f"invalid filter 'status={bad[0]}'")
+        resolved[key] = values
+    return resolved
+
+
 def matches(record, filters):
-    """Docker's ps filters: name (substring/regex), id (prefix), status, label (key or key=value), ancestor."""
+    """Docker's ps filters: name (substring/regex), id (prefix), status, label (key or key=value), ancestor,
+    exited, before, since, volume, network (`before`/`since`/`ancestor` resolved by _resolve_filters)."""
     import re
 
     for key, values in filters.items():
@@ -478,6 +512,16 @@ def matches(record, filters):
                      for v in values)
         elif key == "exited":
             ok = record.status == "exited" and str(record.exit_code) in values
+        elif key == "before":
+            ok = record.created < min(values)
+        elif key == "since":
+            ok = record.created > max(values)
+        elif key == "volume":
+            ok = any(m.source in values or m.target in values for m in record.config.mounts)
+        elif key == "network":
+            ok = any(n in values for n in [a.network for a in record.config.networks] + [record.config.network_mode])
+        elif key == "is-task":
+            ok = "false" in values  # no swarm: no container is a task
         elif key == "health":
             ok = (record.health.status if record.health else "none") in values
         elif key == "restart-policy":
@@ -531,27 +575,9 @@ class Container:
         `detach_keys` (bytes, default ctrl-p ctrl-q) typed on stdin leave the container running."""
         from vessel.engine import attach
 
-        events = self.engine.start(self.record.id, wait_attach=True)
-        if events is None:
-            raise InvalidArgument(f"container {self.short_id} is already running")
-        try:
-            event = _next_event(events)
-            if event["event"] == "error":
-                if event.get("lost"):
-                    self.engine.abandon_start(self.record)
-                raise ContainerStartError(event["message"], event["code"])
-            from vessel.runtime import sync
-
-            sock = sync.connect_unix(self.engine.attach_socket(self.id))
-            self.engine.emit_event(self.record, "attach")
-            started = _next_event(events)
-            if started["event"] == "error":
-                sock.close()
-                if started.get("lost"):
-                    self.engine.abandon_start(self.record)
-                raise ContainerStartError(started["message"], started["code"])
-        finally:
-            events.close()
+        self.engine.emit_event(self.record, "attach")
+        # attached by the monitor before the container's process starts
+        sock = self.engine.start(self.record.id, wait_attach=True)
 
         def forward(signum):
             try:
@@ -572,8 +598,6 @@ class Container:
             sock.close()
         if code is None:
             code = self.wait()["StatusCode"]
-        # the supervisor has sent the exit code; --rm and its own exit follow at once
-        self.engine.wait_supervisor(started.get("supervisor"), started.get("supervisor_start"))
         try:
             self.reload()
         except NotFound:
@@ -582,13 +606,12 @@ class Container:
 
     def attach_foreground(self, stdin_fd=None, sig_proxy=True, detach_keys=None):
         """Relay the running container's streams from now on (Docker's attach); returns its exit code."""
-        from vessel.engine import attach
-        from vessel.runtime import sync
+        from vessel.engine import attach, monitor
 
         self.reload()
         if self.record.status not in ("running", "paused"):
             raise Conflict("You cannot attach to a stopped container, start it first")
-        sock = sync.connect_unix(self.engine.attach_socket(self.id))
+        sock = monitor.attach_to(self.engine, self.id)
         self.engine.emit_event(self.record, "attach")
         try:
             code = attach.attach(sock, stdin_fd=stdin_fd, tty=self.record.config.tty,
@@ -689,11 +712,12 @@ class Container:
                   if (name == "stdout" and stdout) or (name == "stderr" and stderr))
         return chunks if stream or follow else b"".join(chunks)
 
-    def exec_foreground(self, cmd, stdin=False, tty=False, detach=False, environment=None, user="", workdir=""):
+    def exec_foreground(self, cmd, stdin=False, tty=False, detach=False, environment=None, user="", workdir="",
+                        privileged=False):
         """Run `cmd` in the container on this process's stdio; returns its exit code."""
         self.reload()
-        argv = self.engine.exec_argv(self.record, _command(cmd), tty=tty, detach=detach,
-                                     env=_env(environment), user=user, workdir=workdir or "")
+        argv = self.engine.exec_argv(self.record, _command(cmd), tty=tty, detach=detach, env=_env(environment),
+                                     user=user, workdir=workdir or "", privileged=privileged)
         return self._exec_code(argv, stdin=None if stdin or tty else subprocess.DEVNULL).returncode
 
     def _exec_code(self, argv, **kwargs):
@@ -701,7 +725,7 @@ class Container:
         import tempfile
 
         from vessel.engine.core import start_error_code
-        from vessel.engine.supervisor import Supervisor
+        from vessel.engine.monitor import runtime_error
 
         with tempfile.NamedTemporaryFile(dir=self.engine.private_dir(self.id), prefix="exec-",
                                          suffix=".log") as log:
@@ -709,17 +733,30 @@ class Container:
             argv = argv[:runtime_len] + ["--log", log.name, "--log-format", "json"] + argv[runtime_len:]
             result = subprocess.run(argv, **kwargs)
             if result.returncode != 0:
-                message = Supervisor.runtime_error(log.name, "exec")
+                message = runtime_error(log.name, "exec")
                 if message != "the OCI runtime's exec failed":
                     result.returncode = start_error_code(message) if start_error_code(message) != 125 else 126
         return result
 
-    def exec_run(self, cmd, stdout=True, stderr=True, stdin=False, tty=False, detach=False, environment=None,
-                 workdir=None, user=""):
-        """Run `cmd` in the container: ExecResult(exit_code, output bytes)."""
+    def exec_run(self, cmd, stdout=True, stderr=True, stdin=False, tty=False, privileged=False, user="",
+                 detach=False, stream=False, environment=None, workdir=None, demux=False):
+        """Run `cmd` in the container: ExecResult(exit_code, output), as docker-py's exec_run.
+
+        `output` is bytes (stdout and stderr together), or with `demux` a (stdout, stderr) pair (None
+        for a stream not asked for); with `stream` a generator of chunks (or pairs) and exit_code None.
+        `environment`: dict or ["K=V"]; `user`: name or uid[:gid] from the container's /etc/passwd.
+        """
         self.reload()
-        argv = self.engine.exec_argv(self.record, _command(cmd), tty=tty, detach=detach,
-                                     env=_env(environment), user=user, workdir=workdir or "")
+        argv = self.engine.exec_argv(self.record, _command(cmd), tty=tty, detach=detach, env=_env(environment),
+                                     user=user, workdir=workdir or "", privileged=privileged)
+        if stream and not detach:
+            return ExecResult(None, _exec_stream(argv, stdout, stderr, demux))
+        if demux and not detach:
+            result = self._exec_code(argv, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE if stderr else subprocess.DEVNULL)
+            return ExecResult(result.returncode, (result.stdout if stdout else None,
+                                                  result.stderr if stderr else None))
         result = self._exec_code(argv, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
                                  stderr=(subprocess.STDOUT if stdout else subprocess.PIPE) if stderr
@@ -748,6 +785,55 @@ class Container:
         """Write the container's filesystem as a tar stream to the binary file `out`."""
         self.engine.export(self.id, out)
 
+    def get_archive(self, path, chunk_size=2 << 20, encode_stream=False, follow=False):
+        """(tar chunks, stat) of `path` in the container, as docker-py returns them."""
+        import posixpath
+        import tempfile
+
+        from vessel.engine import copy
+
+        spool = tempfile.TemporaryFile()
+        name = posixpath.basename(posixpath.normpath(path)) or "/"
+        top = []
+
+        def remember_top(items):
+            for info, data in items:
+                top[:] = top or [info]
+                yield info, data
+
+        with self.engine.filesystem(self.id) as (_, root):
+            copy.write_tar(remember_top(copy.entries(root, path, name, follow)), spool)
+        spool.seek(0)
+        info = top[0]
+        mode = info.mode | (1 << 31 if info.isdir() else 0) | (1 << 27 if info.issym() else 0)
+        details = {"name": name, "size": info.size, "mode": mode, "linkTarget": info.linkname,
+                   "mtime": rfc3339(info.mtime).replace(".000000Z", "Z")}
+
+        def chunks():
+            with spool:
+                while True:
+                    data = spool.read(chunk_size)
+                    if not data:
+                        return
+                    yield data
+
+        return chunks(), details
+
+    def put_archive(self, path, data):
+        """Extract the tar `data` (bytes or a binary file) into the existing directory `path` of the container."""
+        import io
+
+        from vessel.engine import copy
+
+        source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+        with self.engine.filesystem(self.id) as (_, root):
+            directory = copy.open_directory(root, path)
+            try:
+                copy.extract(directory, copy.read_tar(source), owner=None)
+            finally:
+                os.close(directory)
+        return True
+
     def diff(self):
         """[{"Kind": 0|1|2, "Path": p}] as docker-py returns it (0 changed, 1 added, 2 deleted)."""
         kinds = {"C": 0, "A": 1, "D": 2}
@@ -758,14 +844,51 @@ class Container:
         return {"Titles": header, "Processes": rows}
 
 
-def _next_event(events):
-    import json
+def _host_options_document(config):
+    """inspect's HostConfig fields of the resource, device, namespace and init options."""
+    swap = config.memory_swap or (2 * config.memory if config.memory else 0)
+    return {
+        "MemorySwap": swap, "MemoryReservation": config.memory_reservation, "CpuShares": config.cpu_shares,
+        "CpuPeriod": config.cpu_period, "CpuQuota": config.cpu_quota, "CpusetCpus": config.cpuset_cpus,
+        "CpusetMems": config.cpuset_mems,
+        "Devices": [{"PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.permissions}
+                    for d in config.devices],
+        "DeviceCgroupRules": config.device_cgroup_rules or None, "ShmSize": config.shm_size,
+        "GroupAdd": config.group_add or None, "OomScoreAdj": config.oom_score_adj, "PidMode": config.pid_mode,
+        "IpcMode": config.ipc_mode, "UTSMode": config.uts_mode, "Sysctls": config.sysctls or None,
+        "Init": config.init or None,
+    }
 
-    line = events.readline()
-    if not line:
-        return {"event": "error", "message": "the container's supervisor exited unexpectedly", "code": 125,
-                "lost": True}
-    return json.loads(line)
+
+def _exec_stream(argv, stdout, stderr, demux):
+    """Chunks of a running exec as they come: bytes, or (stdout, stderr) pairs with `demux`."""
+    import selectors
+
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+                            stderr=(subprocess.PIPE if demux or not stdout else subprocess.STDOUT) if stderr
+                            else subprocess.DEVNULL)
+    try:
+        with selectors.DefaultSelector() as selector:
+            for index, pipe in ((0, proc.stdout), (1, proc.stderr)):
+                if pipe is not None:
+                    selector.register(pipe, selectors.EVENT_READ, index)
+            while selector.get_map():
+                for key, _ in selector.select():
+                    data = os.read(key.fileobj.fileno(), 65536)
+                    if not data:
+                        selector.unregister(key.fileobj)
+                    elif demux:
+                        yield (data, None) if key.data == 0 else (None, data)
+                    else:
+                        yield data
+    finally:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 def _health_document(health):
@@ -817,8 +940,9 @@ def inspect_document(engine, record):
             "Binds": [m.spec for m in config.mounts if m.flag == "-v"] or None,
             "Mounts": [host_config_mount(m) for m in config.mounts if m.flag == "--mount"] or None,
             "VolumesFrom": config.volumes_from or None,
-            "LogConfig": {"Type": "json-file", "Config": {"max-size": str(config.log_max_size),
-                                                          "max-file": str(config.log_max_file)}},
+            "LogConfig": {"Type": config.log_driver, "Config": {"max-size": str(config.log_max_size),
+                                                                "max-file": str(config.log_max_file)}
+                          if config.log_driver == "json-file" else {}},
             "NetworkMode": config.network_mode,
             "PortBindings": networking.port_bindings(config), "PublishAllPorts": config.publish_all,
             "RestartPolicy": config.restart_policy.to_docker(),
@@ -834,6 +958,7 @@ def inspect_document(engine, record):
             "Memory": config.memory, "NanoCpus": config.nano_cpus,
             "PidsLimit": config.pids_limit or None,
             "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in config.ulimits] or None,
+            **_host_options_document(config),
         },
         "GraphDriver": {"Name": engine.images.snapshots.driver, "Data": graph},
         "Mounts": mounts,

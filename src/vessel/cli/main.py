@@ -56,6 +56,7 @@ COMMANDS = {
     "stats": "vessel.cli.containers:stats",
     "update": "vessel.cli.containers:update",
     "events": "vessel.cli.system:events",
+    "cp": "vessel.cli.filesystem:cp",
 }
 
 DEFAULT_ROOT = "/var/lib/vessel"

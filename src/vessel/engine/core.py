@@ -1,10 +1,9 @@
-"""The engine's operations on containers, shared by the CLI, the Python API and the supervisor.
+"""The engine's operations on containers, shared by the CLI, the Python API and the monitor.
 
 Files of a container <id>:
     <root>/containers/<id>/            private state: <id>-json.log, hostname, hosts, resolv.conf,
                                        exit (the init's exit code), runtime.log
     <runroot>/containers/<id>/         the OCI bundle: config.json and rootfs/ (the overlay mount)
-    <runroot>/containers/<id>/attach.sock   the supervisor's attach socket
     <root>/image/snapshots/active/<id> the writable layer
 """
 
@@ -122,9 +121,6 @@ class Engine:
     def log_path(self, container_id):
         return os.path.join(self.private_dir(container_id), f"{container_id}-json.log")
 
-    def attach_socket(self, container_id):
-        return os.path.join(self.bundle_dir(container_id), "attach.sock")
-
     # runtime
 
     def runtime_command(self, name):
@@ -186,21 +182,12 @@ class Engine:
         return bool(record.supervisor_pid) and \
             process_start_time(record.supervisor_pid) == record.supervisor_start != ""
 
-    @staticmethod
-    def wait_supervisor(pid, start_time, timeout=10):
-        """Wait (bounded) until a supervisor has exited, so that nothing of it outlives the command."""
-        deadline = time.monotonic() + timeout
-        while pid and start_time and process_start_time(pid) == start_time and time.monotonic() < deadline:
-            try:
-                with open(f"/proc/{pid}/stat", "rb") as handle:
-                    if handle.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                        return
-            except OSError:
-                return
-            time.sleep(0.01)
-
     def refresh(self, record):
-        """Reconcile a running record whose supervisor is gone (killed): trust the runtime."""
+        """Reconcile a running record whose monitor is gone (killed): trust the runtime."""
+        if record.status == RESTARTING and not self.supervisor_alive(record):
+            # the monitor that was to restart it is gone; `start --all --by-restart-policy` restarts it
+            self.state.transition(record.id, (RESTARTING,), status=EXITED)
+            return self.state.by_id(record.id) or record
         if record.status not in (RUNNING, PAUSED) or self.supervisor_alive(record):
             return record
         status = self.runtime_state(record)
@@ -325,6 +312,7 @@ class Engine:
         os.makedirs(bundle, mode=0o700, exist_ok=True)
         rootfs = self.mount_rootfs(record)
         try:
+            self.mount_shm(record)
             netns = networking.setup(self, record)
             volume_paths = self.volumes.attach(record, rootfs)
             spec = specgen.build_spec(record.config, record.id, rootfs, self.private_dir(record.id),
@@ -340,6 +328,7 @@ class Engine:
         except BaseException:
             networking.teardown(self, record)
             self.unmount_rootfs(record)
+            self.unmount_shm(record)
             self.volumes.release(record)
             raise
         return bundle
@@ -349,18 +338,38 @@ class Engine:
         record = self.get(name_or_id)
         if record.status not in (RUNNING, PAUSED) or not record.pid:
             raise Conflict(f"cannot join {kind.upper()} of a non running container: {record.id}")
+        if kind == "ipc" and record.config.ipc_mode != "shareable":
+            raise Conflict(f"cannot join IPC of container {record.id}: non-shareable IPC (hint: use IpcMode:shareable "
+                           "for the donor container)")
         return record.pid
 
-    def start(self, name_or_id, wait_attach=False):
-        """Start a created or exited container under a new supervisor.
+    def mount_shm(self, record):
+        """--ipc shareable: /dev/shm is a tmpfs on the host side (<private>/shm), so that others can join it."""
+        if record.config.ipc_mode != "shareable":
+            return
+        target = os.path.join(self.private_dir(record.id), "shm")
+        os.makedirs(target, mode=0o700, exist_ok=True)
+        self.unmount_shm(record)
+        linux.mount("shm", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+                    f"mode=1777,size={record.config.shm_size}")
 
-        Returns the supervisor's status pipe (a file object) when `wait_attach`:
-        the caller connects to the attach socket, then reads the next event.
+    def unmount_shm(self, record):
+        try:
+            linux.umount2(os.path.join(self.private_dir(record.id), "shm"), linux.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno not in (_EINVAL, _ENOENT):
+                raise
+
+    def start(self, name_or_id, wait_attach=False):
+        """Start a created or exited container under the monitor (vessel.engine.monitor).
+
+        With `wait_attach`, returns a socket attached to the container's
+        streams since before its process started (for attach.attach); else None.
         """
-        from vessel.engine import supervisor
+        from vessel.engine import monitor
 
         record = self.get(name_or_id)
-        # the supervisor inherits this lock and holds it for its life: one supervisor per container
+        # held while this command starts it: concurrent starts start it once
         lock = self._claim(record)
         if lock is None:
             if wait_attach:
@@ -368,13 +377,15 @@ class Engine:
             return None
         try:
             record = self.get(record.id)
-            if record.status in (RUNNING, PAUSED):  # its supervisor was killed; the container runs on
+            if record.status in (RUNNING, PAUSED):  # its monitor was killed; the container runs on
                 if wait_attach:
                     raise Conflict(f"container {record.id[:12]} is already running")
                 return None
             if record.status in (REMOVING, DEAD):
                 raise Conflict(f"container {record.id[:12]} is marked for removal and cannot be started")
-            if not self.state.transition(record.id, (CREATED, EXITED), status=CREATED, error=""):
+            # a start by the user: Docker forgets the manual stop, the restart count and the back-off
+            if not self.state.transition(record.id, (CREATED, EXITED), status=CREATED, error="", manually_stopped=0,
+                                         restart_count=0, restart_delay=0):
                 raise Conflict(f"container {record.id[:12]} is already running")
             try:
                 self.cleanup_runtime(record)
@@ -386,22 +397,27 @@ class Engine:
                     self.state.update(record.id, error=str(exc))
                 raise ContainerStartError(str(exc), start_error_code(str(exc))) from None
             try:
-                events = supervisor.spawn(self, record, wait_attach, lock)
+                sock, event = monitor.request(self, {"op": "start", "id": record.id, "attach": wait_attach})
             except BaseException:
-                self.unmount_rootfs(record)
+                self.abandon_start(record)
                 raise
         finally:
             os.close(lock)
+        if event["event"] != "started":
+            sock.close()
+            if event.get("lost"):
+                self.abandon_start(record)
+            raise ContainerStartError(event["message"], event["code"])
         if wait_attach:
-            return events
-        self.read_start(events, record)
+            return sock
+        sock.close()
         return None
 
     def _claim(self, record):
-        """An fd holding the container's supervisor lock, or None when a supervisor holds it."""
+        """An fd holding the container's start lock, or None when another command is starting it."""
         import fcntl
 
-        fd = os.open(os.path.join(self.private_dir(record.id), "supervisor.lock"),
+        fd = os.open(os.path.join(self.private_dir(record.id), "start.lock"),
                      os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -410,25 +426,8 @@ class Engine:
             return None
         return fd
 
-    def read_start(self, events, record):
-        """Read the supervisor's events until the container runs; ContainerStartError if it did not."""
-        try:
-            for line in events:
-                event = json.loads(line)
-                if event["event"] == "started":
-                    return event
-                if event["event"] == "error":
-                    raise ContainerStartError(event["message"], event["code"])
-        finally:
-            events.close()
-        current = self.state.by_id(record.id)
-        if current is not None and current.status in (RUNNING, PAUSED, EXITED):
-            return {"event": "started"}
-        self.abandon_start(record)
-        raise ContainerStartError("the container's supervisor exited before the container started", 125)
-
     def abandon_start(self, record):
-        """Undo a start whose supervisor died before reporting: runtime container, rootfs mount."""
+        """Undo a start whose monitor died before answering: runtime container, rootfs mount."""
         current = self.state.by_id(record.id)
         if current is not None and current.status == CREATED:
             self.cleanup_runtime(record)
@@ -489,13 +488,11 @@ class Engine:
             self.emit_event(record, "kill", signal=parse_signal(signal))
             current = self.wait_exit(record, timeout if timeout > 0 else None)
             if current is None or current.status not in (RUNNING, PAUSED):
-                self.wait_supervisor(record.supervisor_pid, record.supervisor_start)
                 self.emit_event(record, "stop")
                 return current
         self.runtime(record, "kill", record.id, "SIGKILL")
         self.emit_event(record, "kill", signal=9)
         current = self.wait_exit(record, 30)
-        self.wait_supervisor(record.supervisor_pid, record.supervisor_start)
         self.emit_event(record, "stop")
         return current
 
@@ -564,10 +561,20 @@ class Engine:
 
     def cleanup_runtime(self, record):
         """Delete the runtime's container, detach its networks, unmount the rootfs (all idempotent)."""
-        self.runtime(record, "delete", "--force", record.id)
+        if self._runtime_knows(record):
+            self.runtime(record, "delete", "--force", record.id)
         networking.teardown(self, record)
         self.unmount_rootfs(record)
+        self.unmount_shm(record)
         self.volumes.release(record)
+
+    @staticmethod
+    def _runtime_knows(record):
+        """Whether the runtime may hold the container: <its --root>/<id> exists (runc's layout, and crun's)."""
+        argv = list(record.runtime)
+        if "--root" not in argv[:-1]:
+            return True
+        return os.path.lexists(os.path.join(argv[argv.index("--root") + 1], record.id))
 
     def remove(self, name_or_id, force=False, volumes=False):
         record = self.get(name_or_id)
@@ -586,11 +593,10 @@ class Engine:
                 return
             if record.status in (RUNNING, PAUSED):
                 raise Unavailable(f"container {record.id[:12]} did not stop after SIGKILL")
-            self.wait_supervisor(record.supervisor_pid, record.supervisor_start)
         if not self.state.transition(record.id, (CREATED, EXITED, DEAD), status=REMOVING):
             current = self.state.by_id(record.id)
             if current is None or current.status == REMOVING:
-                return  # someone else (the supervisor's --rm) removes it
+                return  # someone else (the monitor's --rm) removes it
             raise Conflict(f"container {record.id[:12]} changed state during removal; try again")
         self.destroy(record, remove_volumes=volumes)
 
@@ -620,8 +626,8 @@ class Engine:
 
     # exec, top, logs
 
-    def exec_argv(self, record, command, tty=False, detach=False, env=(), user="", workdir=""):
-        """The runtime's exec command line for `command` in the running container."""
+    def exec_argv(self, record, command, tty=False, detach=False, env=(), user="", workdir="", privileged=False):
+        """The runtime's exec command line for `command` in the running container (`privileged`: every capability)."""
         if record.status == PAUSED:
             raise Conflict(f"container {record.id} is paused, unpause the container before exec")
         if record.status != RUNNING:
@@ -641,6 +647,8 @@ class Engine:
             argv += ["--cwd", workdir]
         for item in env:
             argv += ["--env", item]
+        for capability in specgen.all_capabilities() if privileged else ():
+            argv += ["--cap", capability]
         text, exec_id = " ".join(command), os.urandom(32).hex()
         self.emit_event(record, f"exec_create: {text}", execID=exec_id)
         self.emit_event(record, f"exec_start: {text}", execID=exec_id)
@@ -720,20 +728,50 @@ class Engine:
             source = self.rootfs(record.id)
             if not os.path.ismount(source):
                 source = stack.enter_context(tempfile.TemporaryDirectory(dir=self.runroot, prefix="export-"))
-                self._mount_snapshot_readonly(record, source)
+                self._mount_snapshot(record, source)
                 stack.callback(linux.umount2, source, linux.MNT_DETACH)
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for name in sorted(os.listdir(source)):
                     tar.add(os.path.join(source, name), arcname=name)
 
-    def _mount_snapshot_readonly(self, record, target):
+    def _mount_snapshot(self, record, target, readonly=True):
         for mount in self.images.snapshots.mounts(record.id):
             options = [o for o in (mount.options or []) if o not in ("rw",)]
             if mount.type == "overlay":
-                linux.mount("overlay", target, "overlay", linux.MS_RDONLY, ",".join(options))
+                linux.mount("overlay", target, "overlay", linux.MS_RDONLY if readonly else 0, ",".join(options))
             else:
                 linux.mount(mount.source, target, None, linux.MS_BIND | linux.MS_REC)
-                linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+                if readonly:
+                    linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+
+    @contextlib.contextmanager
+    def filesystem(self, name_or_id):
+        """(record, O_PATH fd of the container's root) for the time of a copy (docker cp).
+
+        A running container's root is /proc/<init>/root, its mounts included; a
+        stopped one's snapshot is mounted in a private directory while the
+        container's start lock is held, so that it cannot start meanwhile.
+        """
+        import tempfile
+
+        record = self.get(name_or_id)
+        with contextlib.ExitStack() as stack:
+            if record.status not in (RUNNING, PAUSED):
+                lock = self._claim(record)
+                if lock is None:
+                    raise Conflict(f"container {record.id[:12]} is starting; try again")
+                stack.callback(os.close, lock)
+                record = self.get(record.id)
+            if record.status in (RUNNING, PAUSED):
+                root = f"/proc/{record.pid}/root"
+            else:
+                os.makedirs(self.runroot, exist_ok=True)
+                root = stack.enter_context(tempfile.TemporaryDirectory(dir=self.runroot, prefix="copy-"))
+                self._mount_snapshot(record, root, readonly=False)
+                stack.callback(linux.umount2, root, linux.MNT_DETACH)
+            fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            stack.callback(os.close, fd)
+            yield record, fd
 
     def logs(self, record, follow=False, tail=None, since=None, until=None):
         """(stream, text, time) entries; with `follow`, new ones until the container stops."""
