@@ -1,4 +1,4 @@
-"""The `vessel` container commands end to end: real supervisors, runtimes, overlays and cgroups.
+"""The `vessel` container commands end to end: the real monitor, runtimes, overlays and cgroups.
 
 Each test has its own --root and --runroot under tmp_path and a cgroup parent
 named after the run token (below this process's cgroup), removed at teardown.
@@ -356,7 +356,7 @@ def test_concurrent_runs(vessel):
     _assert_clean(vessel)
 
 
-def test_killed_supervisor_leaves_a_removable_container(vessel):
+def test_killed_monitor_leaves_a_removable_container(vessel):
     from vessel.engine.state import State
 
     vessel("run", "-d", "--name", "orphan", "busybox", "sleep", "100")
@@ -438,23 +438,24 @@ def test_capabilities_and_privileged(vessel):
     assert seccomp == "0"
 
 
-def test_concurrent_starts_make_one_supervisor(vessel):
+def test_concurrent_starts_start_once_under_one_monitor(vessel):
     container_id = vessel("create", "--name", "once", "busybox", "sh", "-c", "echo started; sleep 100").stdout.strip()
     procs = [vessel.popen("start", "once", stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(5)]
     assert [proc.wait(timeout=60) for proc in procs] == [0] * 5
     assert vessel("ps", "--format", "{{.Names}} {{.State}}").stdout == "once running\n"
     time.sleep(0.3)
     assert vessel("logs", "once").stdout == "started\n"
-    supervisors = []
+    monitors = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                cmdline = handle.read()
+                cmdline = handle.read().split(b"\0")
         except OSError:
             continue
-        if b"vessel.engine.supervisor" in cmdline and container_id.encode() in cmdline:
-            supervisors.append(pid)
-    assert len(supervisors) == 1
+        if any(b"vessel.engine.monitor" in arg for arg in cmdline) and vessel.root.encode() in cmdline:
+            monitors.append(pid)
+    assert len(monitors) == 1
+    assert json.loads(vessel("inspect", container_id).stdout)[0]["State"]["Running"]
 
 
 def test_attached_run_proxies_signals(vessel):

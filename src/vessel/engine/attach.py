@@ -1,10 +1,10 @@
-"""The attach protocol between a vessel command and a container's supervisor.
+"""The attach protocol between a vessel command and the container monitor.
 
-A unix stream socket (<runroot>/containers/<id>/attach.sock) carrying frames:
+A unix stream socket (the monitor's, vessel.engine.monitor) carrying frames:
 one byte of kind, four bytes of big-endian length, then the payload.
 
-    client -> supervisor: STDIN data, STDIN_EOF, RESIZE b"rows cols"
-    supervisor -> client: STDOUT / STDERR data, EXIT b"<code>" (last frame)
+    client -> monitor: REQUEST (JSON, the first frame), then STDIN data, STDIN_EOF, RESIZE b"rows cols"
+    monitor -> client: EVENT (JSON, the answer), then STDOUT / STDERR data, EXIT b"<code>" (last frame)
 """
 
 import os
@@ -12,10 +12,10 @@ import selectors
 import signal
 import struct
 
-__all__ = ["STDIN", "STDOUT", "STDERR", "RESIZE", "EXIT", "STDIN_EOF", "Detached", "EscapeFilter", "frame",
-           "FrameReader", "attach"]
+__all__ = ["STDIN", "STDOUT", "STDERR", "RESIZE", "EXIT", "STDIN_EOF", "REQUEST", "EVENT", "Detached", "EscapeFilter", "frame",
+           "FrameReader", "attach", "parse_detach_keys"]
 
-STDIN, STDOUT, STDERR, RESIZE, EXIT, STDIN_EOF = range(6)
+STDIN, STDOUT, STDERR, RESIZE, EXIT, STDIN_EOF, REQUEST, EVENT = range(8)
 DETACH_KEYS = b"\x10\x11"  # Docker's default: ctrl-p ctrl-q
 
 
@@ -57,14 +57,33 @@ def _terminal_size(fd):
     return rows, cols
 
 
-def attach(sock, stdin_fd=None, stdout=None, stderr=None, tty=False, on_signal=None):
+def parse_detach_keys(text):
+    """Docker's --detach-keys ("ctrl-p,ctrl-q", "a", "ctrl-@"...) -> bytes; None keeps the default."""
+    if text is None:
+        return DETACH_KEYS
+    controls = {chr(ord("a") + n): n + 1 for n in range(26)} | {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30,
+                                                                "_": 31}
+    codes = bytearray()
+    for key in text.split(","):
+        if len(key) == 1:
+            codes.append(ord(key))
+        elif key.lower().startswith("ctrl-") and key[5:].lower() in controls:
+            codes.append(controls[key[5:].lower()])
+        else:
+            from vessel.errors import InvalidArgument
+
+            raise InvalidArgument(f"Invalid detach keys ({text}) provided")
+    return bytes(codes)
+
+
+def attach(sock, stdin_fd=None, stdout=None, stderr=None, tty=False, on_signal=None, detach_keys=DETACH_KEYS):
     """Relay a container's streams until it exits; returns its exit code (None if the link broke).
 
     `stdin_fd` (or None) is forwarded; `stdout`/`stderr` are callables taking
     bytes (default: write to fds 1 and 2).  With `tty` and a terminal on
     stdin, the local terminal goes raw and its size follows SIGWINCH.
     `on_signal(signum)` receives SIGINT/SIGTERM (the sig-proxy).  Typing
-    ctrl-p ctrl-q on the forwarded stdin raises Detached.
+    `detach_keys` (ctrl-p ctrl-q) on the forwarded stdin raises Detached.
     """
     stdout = stdout or (lambda data: _write_all(1, data))
     stderr = stderr or (lambda data: _write_all(2, data))
@@ -75,7 +94,7 @@ def attach(sock, stdin_fd=None, stdout=None, stderr=None, tty=False, on_signal=N
     pending_signals = []
     selector = selectors.DefaultSelector()
     local_tty = tty and stdin_fd is not None and os.isatty(stdin_fd)
-    escape = EscapeFilter(DETACH_KEYS)
+    escape = EscapeFilter(detach_keys)
 
     def handler(signum, _frame):
         pending_signals.append(signum)

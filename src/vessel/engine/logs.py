@@ -15,7 +15,7 @@ import time
 
 from vessel.errors import InvalidArgument
 
-__all__ = ["LogWriter", "read_entries", "parse_since", "timestamp"]
+__all__ = ["LogWriter", "NoLog", "open_log", "read_entries", "parse_since", "timestamp"]
 
 
 def timestamp(ns=None):
@@ -56,13 +56,16 @@ def parse_since(text, now=None):
 
 
 class LogWriter:
-    """Appends entries to <dir>/<id>-json.log, rotating at `max_size` bytes (0 = never)."""
+    """Appends entries to <dir>/<id>-json.log, rotating at `max_size` bytes (0 = never).
 
-    def __init__(self, path, max_size, max_file):
+    `handle` is the live file already open (a monitor's successor receives it).
+    """
+
+    def __init__(self, path, max_size, max_file, handle=None):
         self.path = path
         self.max_size = max_size
         self.max_file = max(1, max_file)
-        self.handle = open(path, "ab", buffering=0)
+        self.handle = handle or open(path, "ab", buffering=0)
         self.size = self.handle.tell()
 
     def write(self, stream, data):
@@ -87,6 +90,23 @@ class LogWriter:
 
     def close(self):
         self.handle.close()
+
+
+class NoLog:
+    """--log-driver none: the output goes to attached clients only."""
+
+    def write(self, stream, data):
+        pass
+
+    def close(self):
+        pass
+
+
+def open_log(path, config):
+    """The container's log writer for its --log-driver (json-file, or none)."""
+    if config.log_driver == "none":
+        return NoLog()
+    return LogWriter(path, config.log_max_size, config.log_max_file)
 
 
 def _shift(path, max_file):
