@@ -14,7 +14,6 @@ ever read.
 import dataclasses
 import json
 import os
-import secrets
 import shutil
 import stat
 import time
@@ -98,7 +97,7 @@ class Volumes:
         driver = driver or "local"
         options = dict(options or {})
         _validate_options(driver, options)
-        name = validate_volume_name(name) if name else secrets.token_hex(32)
+        name = validate_volume_name(name) if name else os.urandom(32).hex()
         labels = dict(labels or {})
         if anonymous:
             labels[_ANONYMOUS_LABEL] = ""

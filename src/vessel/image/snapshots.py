@@ -25,7 +25,6 @@ import time
 
 from vessel.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable, Unsupported
 from vessel.image.reference import validate_digest
-from vessel.image.unpack import apply_layer
 from vessel.runtime import linux
 from vessel.runtime.spec import Mount
 
@@ -178,6 +177,8 @@ class Snapshotter:
             os.close(lock_fd)
 
     def _unpack(self, target, chain_id, parent, layer, diff_id):
+        from vessel.image.unpack import apply_layer
+
         stage = tempfile.mkdtemp(prefix="commit-", dir=self.staging)
         try:
             fs = os.path.join(stage, "fs")
