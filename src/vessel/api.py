@@ -785,6 +785,16 @@ class Container:
         """Write the container's filesystem as a tar stream to the binary file `out`."""
         self.engine.export(self.id, out)
 
+    def commit(self, repository=None, tag=None, message="", author="", pause=True, changes=None, conf=None):
+        """docker-py's commit: the container's changes as a new image (tagged repository:tag if given)."""
+        if conf:
+            raise InvalidArgument("commit: conf is not supported; use changes (Dockerfile instructions)")
+        if isinstance(changes, str):
+            changes = [changes]
+        name = f"{repository}:{tag}" if repository and tag else repository
+        return self.engine.commit(self.id, name, author=author or "", message=message or "", changes=changes or (),
+                                  pause=pause)
+
     def get_archive(self, path, chunk_size=2 << 20, encode_stream=False, follow=False):
         """(tar chunks, stat) of `path` in the container, as docker-py returns them."""
         import posixpath

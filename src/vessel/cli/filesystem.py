@@ -97,3 +97,23 @@ def cp(obj, archive, follow_link, quiet, source, destination):
         raise VesselError(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)) from None
     finally:
         client.close()
+
+
+@click.command("commit")
+@click.option("-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>").')
+@click.option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction to the created image.")
+@click.option("-m", "--message", default="", help="Commit message.")
+@click.option("-p", "--pause", type=click.BOOL, default=True, is_flag=False, flag_value=True, show_default=True,
+              help="Pause container during commit.")
+@click.argument("container")
+@click.argument("repository", required=False)
+@click.pass_obj
+def commit(obj, author, changes, message, pause, container, repository):
+    """Create a new image from a container's changes."""
+    client = _client(obj)
+    try:
+        image = client.engine.commit(container, repository, author=author, message=message, changes=changes,
+                                     pause=pause)
+    finally:
+        client.close()
+    click.echo(image.id)

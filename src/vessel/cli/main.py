@@ -57,6 +57,7 @@ COMMANDS = {
     "update": "vessel.cli.containers:update",
     "events": "vessel.cli.system:events",
     "cp": "vessel.cli.filesystem:cp",
+    "commit": "vessel.cli.filesystem:commit",
 }
 
 DEFAULT_ROOT = "/var/lib/vessel"

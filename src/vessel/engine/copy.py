@@ -20,14 +20,13 @@ import stat
 import tarfile
 
 from vessel.errors import InvalidArgument, NotFound
+from vessel.image import tree
 from vessel.runtime import linux, paths
 
 __all__ = ["copy", "entries", "extract", "open_directory", "read_tar", "write_tar", "path_stat"]
 
 _IN_ROOT = linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS
 _ELOOP, _ENOENT, _ENOTDIR = 40, 2, 20
-_TYPES = ((stat.S_ISDIR, tarfile.DIRTYPE), (stat.S_ISREG, tarfile.REGTYPE), (stat.S_ISLNK, tarfile.SYMTYPE),
-          (stat.S_ISCHR, tarfile.CHRTYPE), (stat.S_ISBLK, tarfile.BLKTYPE), (stat.S_ISFIFO, tarfile.FIFOTYPE))
 _NODE_BITS = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK, tarfile.FIFOTYPE: stat.S_IFIFO}
 
 
@@ -49,19 +48,6 @@ def path_stat(root_fd, path, follow=True):
         os.close(fd)
 
 
-def _info(name, st, fd):
-    info = tarfile.TarInfo(name)
-    info.mode, info.uid, info.gid, info.mtime = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime)
-    info.type = next(kind for test, kind in _TYPES if test(st.st_mode))
-    if info.type == tarfile.REGTYPE:
-        info.size = st.st_size
-    elif info.type == tarfile.SYMTYPE:
-        info.linkname = os.readlink("", dir_fd=fd)
-    elif info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
-        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    return info
-
-
 def entries(root_fd, path, arcname, follow=False):
     """(TarInfo, readable file or None) for `path` in the root and everything below it, named from `arcname`.
 
@@ -74,57 +60,8 @@ def entries(root_fd, path, arcname, follow=False):
         if exc.errno in (_ENOENT, _ENOTDIR):
             raise NotFound(f"Could not find the file {path} in container") from None
         raise
-    yield from _walk(fd, arcname, {})
-
-
-def _walk(fd, name, linked):
-    """Entries of the node open (O_PATH) at `fd`, which this closes; `linked` maps inodes to names."""
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISSOCK(st.st_mode):
-            return
-        info = _info(name, st, fd)
-        if info.type == tarfile.REGTYPE and st.st_nlink > 1:
-            first = linked.setdefault((st.st_dev, st.st_ino), name)
-            if first != name:
-                info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
-        if info.type != tarfile.REGTYPE:
-            yield info, None
-            if info.type == tarfile.DIRTYPE:
-                yield from _children(fd, name, linked)
-            return
-        with open(os.open(paths.fd_path(fd), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as data:
-            yield info, _Exactly(data, info.size)
-    finally:
-        os.close(fd)
-
-
-def _children(fd, name, linked):
-    directory = os.open(paths.fd_path(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for child in sorted(os.listdir(directory)):
-            try:
-                child_fd = os.open(child, paths.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
-            except FileNotFoundError:
-                continue  # removed meanwhile (a running container)
-            yield from _walk(child_fd, f"{name}/{child}" if name not in ("", ".") else child, linked)
-    finally:
-        os.close(directory)
-
-
-class _Exactly:
-    """A file read as exactly `size` bytes (padded with zeros if it shrank meanwhile): the size in the header."""
-
-    def __init__(self, handle, size):
-        self.handle, self.left = handle, size
-
-    def read(self, count=-1):
-        count = self.left if count is None or count < 0 else min(count, self.left)
-        data = self.handle.read(count)
-        if len(data) < count:
-            data += b"\0" * (count - len(data))
-        self.left -= len(data)
-        return data
+    for info, data, _ in tree.walk(fd, arcname):
+        yield info, data
 
 
 def _parts(name):

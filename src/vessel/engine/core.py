@@ -744,6 +744,43 @@ class Engine:
                 if readonly:
                     linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
 
+    def commit(self, name_or_id, repository=None, author="", message="", changes=(), pause=True):
+        """Docker's commit: the container's changes as one new layer on its image's; returns the Image.
+
+        A running container is paused meanwhile (`pause`); the image config is
+        the container's (command, env, labels, ...) with `changes` applied.
+        """
+        import dataclasses
+
+        from vessel.image import archive, commit as commits, reference
+
+        record = self.get(name_or_id)
+        ref = reference.parse(repository) if repository else None
+        if ref is not None and ref.digest is not None:
+            raise InvalidArgument(f"refusing to create a tag with a digest reference: {repository}")
+        parent = self.images.get(record.image_id)
+        image_config = parent.config.config
+        config = archive.apply_changes(dataclasses.replace(
+            image_config, cmd=list(record.config.cmd) or None, entrypoint=list(record.config.entrypoint) or None,
+            env=list(record.config.env), working_dir=record.config.working_dir, user=record.config.user,
+            labels=dict(record.config.labels),
+            exposed_ports={**image_config.exposed_ports, **{port: {} for port in record.config.expose}},
+            stop_signal=image_config.stop_signal if record.config.stop_signal == "SIGTERM"
+            else record.config.stop_signal), changes)
+        paused = pause and record.status == RUNNING
+        if paused:
+            self.pause(record.id)
+        try:
+            image = commits.commit(self.images, self.images.snapshots.mounts(record.id), parent, config, ref,
+                                   author=author, comment=message, created_by=" ".join(record.config.args),
+                                   exclude=[path.lstrip("/") for path in _ENGINE_MOUNT_POINTS])
+        finally:
+            if paused:
+                self.unpause(record.id)
+        self.emit_event(record, "commit", author=author, comment=message, imageID=image.id,
+                        imageRef=ref.familiar if ref else "")
+        return image
+
     @contextlib.contextmanager
     def filesystem(self, name_or_id):
         """(record, O_PATH fd of the container's root) for the time of a copy (docker cp).
