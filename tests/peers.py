@@ -60,8 +60,8 @@ def busybox_tar(path):
     return path
 
 
-def busybox_docker_archive(path, tag="docker.io/library/busybox:latest"):
-    """A one-layer image in docker-archive format (what `docker save` writes)."""
+def busybox_docker_archive(path, tag="docker.io/library/busybox:latest", config=None):
+    """A one-layer image in docker-archive format (what `docker save` writes); `config` adds to its config."""
     import hashlib
     import io
     import json
@@ -73,7 +73,8 @@ def busybox_docker_archive(path, tag="docker.io/library/busybox:latest"):
     diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
     config = json.dumps({
         "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                   **(config or {})},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": "vessel tests: busybox-static"}],
     }).encode()

@@ -290,13 +290,26 @@ def create(obj, **opts):
 @click.command("start")
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
-@click.argument("names", nargs=-1, required=True)
+@click.option("--all", "start_all", is_flag=True, help="Start all stopped containers (those --filter selects).")
+@click.option("-f", "--filter", "filters", multiple=True, help="With --all: filter as ps does (restart-policy=...).")
+@click.option("--by-restart-policy", is_flag=True,
+              help="With --all: only those their restart policy restarts after a boot (always; unless-stopped "
+                   "unless stopped by the user; on-failure after a failure, retries left).")
+@click.argument("names", nargs=-1)
 @click.pass_obj
-def start(obj, attach, interactive, names):
+def start(obj, attach, interactive, start_all, filters, by_restart_policy, names):
     """Start one or more stopped containers."""
     from vessel.engine.core import ContainerStartError
 
+    if start_all == bool(names):
+        raise InvalidArgument("start requires at least 1 argument" if not names else
+                              "--all and container names are mutually exclusive")
+    if (filters or by_restart_policy) and not start_all:
+        raise InvalidArgument("--filter and --by-restart-policy need --all")
     client = _client(obj)
+    if start_all:
+        _start_all(client, _filters(filters), by_restart_policy)
+        return
     if attach or interactive:
         if len(names) > 1:
             raise InvalidArgument("you cannot start and attach multiple containers at once")
@@ -315,6 +328,33 @@ def start(obj, attach, interactive, names):
         click.echo(name)
 
     for_each(names, one)
+
+
+def _start_all(client, filters, by_restart_policy):
+    """`start --all`: the stopped containers matching `filters` (Docker's boot rule with `by_restart_policy`)."""
+    from vessel.engine import restart
+
+    stopped = [c.record for c in client.containers.list(all=True, filters=filters)
+               if c.status in ("created", "exited")]
+    if by_restart_policy:
+        results = restart.start_due_after_boot(client.engine, stopped)
+    else:
+        results = []
+        for record in stopped:
+            try:
+                client.engine.start(record.id)
+                results.append((record, None))
+            except VesselError as exc:
+                results.append((record, exc))
+    failed = False
+    for record, error in results:
+        if error is None:
+            click.echo(record.name)
+        else:
+            click.echo(f"Error: {record.name}: {error}", err=True)
+            failed = True
+    if failed:
+        raise click.exceptions.Exit(125)
 
 
 @click.command("stop")
