@@ -240,10 +240,10 @@ def parse_mount(text):
                 raise InvalidArgument(f"invalid value for {key}: {values[key]}")
             flags[key] = _BOOLEANS[values[key]]
     given = set(values) | {k for k, v in repeated.items() if v}
-    foreign = {"bind": {"volume-nocopy", "volume-driver", "volume-opt", "volume-label"},
-               "volume": {"bind-propagation"}, "tmpfs": {"tmpfs-size", "tmpfs-mode"}}
+    own_keys = {"bind": {"bind-propagation"}, "volume": {"volume-nocopy", "volume-driver", "volume-opt", "volume-label"},
+                "tmpfs": {"tmpfs-size", "tmpfs-mode"}}
     field_names = {"bind": "BindOptions", "volume": "VolumeOptions", "tmpfs": "TmpfsOptions"}
-    for other, keys in foreign.items():
+    for other, keys in own_keys.items():
         if other != kind and given & keys:
             raise _mount_config_error(kind, f"field {field_names[other]} must not be specified")
     target = _check_target(kind, values["target"])

@@ -143,8 +143,12 @@ def prepare_rootfs(spec, cgroup_mounts, in_user_ns):
 
 
 def _make_parent_private(rootfs):
-    """pivot_root refuses a new root whose parent mount is shared."""
-    path = os.path.dirname(rootfs)
+    """pivot_root refuses a new root whose parent mount is shared.
+
+    The parent of the bind made next is the mount holding `rootfs`: the rootfs
+    itself when it is a mount point (an engine's overlay), as runc finds it.
+    """
+    path = rootfs
     mountpoints = _mountpoints()
     while path not in mountpoints and path != "/":
         path = os.path.dirname(path)
