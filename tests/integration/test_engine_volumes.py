@@ -83,6 +83,9 @@ def test_named_volume_outlives_containers_and_is_shared(vessel):
                                                           "local     fresh"]
     vessel("volume", "rm", "data", "fresh")
     assert _volumes(vessel) == [] and not os.path.exists(document["Mountpoint"])
+    events = vessel("events", "--since", "10m", "--until", "0s", "--filter", "type=volume", "--format",
+                    "{{.Action}} {{.Actor.ID}}").stdout.splitlines()
+    assert events == ["create data", "create fresh", "destroy data", "destroy fresh"]
     result = vessel("volume", "inspect", "data", code=1)
     assert result.stderr == "Error: No such volume: data\n"
 

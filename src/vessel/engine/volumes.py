@@ -19,6 +19,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 
+from vessel.engine import events
 from vessel.engine.model import Mount, validate_volume_name
 from vessel.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from vessel.runtime import linux, paths
@@ -115,6 +116,7 @@ class Volumes:
             except BaseException:
                 shutil.rmtree(os.path.dirname(data), ignore_errors=True)
                 raise
+        events.record(self.state, "volume", "create", name, {"driver": driver})
         return volume
 
     def get(self, name):
@@ -149,6 +151,7 @@ class Volumes:
             db.execute("DELETE FROM volume_mounts WHERE volume = ?", (name,))
         _unmount_all(self.data_path(name))
         shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        events.record(self.state, "volume", "destroy", name, {"driver": "local"})
 
     def usage(self):
         """[(Volume, size in bytes, number of containers using it)], for `system df`."""
