@@ -134,3 +134,21 @@ def run_in_child(body):
         output = reader.read()
     _, status = os.waitpid(pid, 0)
     return status, json.loads(output) if output else None
+
+
+def default_bridge_env():
+    """VESSEL_DEFAULT_BRIDGE/VESSEL_DEFAULT_SUBNET for a state root of a test's own.
+
+    A `vsl<hex>` bridge on a /24 of 10.192.0.0/11 not routed on this host, so that
+    concurrent test runs never share (or remove each other's) default bridge.
+    """
+    import ipaddress
+
+    routes = subprocess.run(["ip", "-4", "route", "show", "table", "main"], capture_output=True, text=True).stdout
+    routed = [ipaddress.ip_network(line.split()[0]) for line in routes.splitlines()
+              if line and line.split()[0][0].isdigit()]
+    while True:
+        number = int.from_bytes(os.urandom(2), "big") % 8192
+        subnet = ipaddress.ip_network(f"10.{192 + number // 256}.{number % 256}.0/24")
+        if not any(subnet.overlaps(route) for route in routed):
+            return {"VESSEL_DEFAULT_BRIDGE": f"vsl{os.urandom(4).hex()}", "VESSEL_DEFAULT_SUBNET": str(subnet)}

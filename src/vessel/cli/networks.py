@@ -2,10 +2,9 @@
 
 Output follows the Docker CLI's columns and wording.  connect/disconnect need a
 container, so they go through the engine (`vessel.engine.network_connect` /
-`network_disconnect`), looked up only when used.
+`network_disconnect`).
 """
 
-import importlib
 import ipaddress
 import json
 
@@ -13,7 +12,7 @@ import click
 
 from vessel.cli.common import for_each
 from vessel.cli.images import render, table
-from vessel.errors import InvalidArgument, NotFound, VesselError
+from vessel.errors import InvalidArgument, VesselError
 
 LIST_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
                 "IPv6": "IPV6", "Internal": "INTERNAL", "CreatedAt": "CREATED AT", "Labels": "LABELS"}
@@ -202,18 +201,6 @@ def network_prune(obj, force):
             click.echo(name)
 
 
-def _engine_hook(name, container):
-    """The engine's function `name`, or "No such container" while there is no engine."""
-    try:
-        engine = importlib.import_module("vessel.engine")
-    except ImportError:
-        engine = None
-    hook = getattr(engine, name, None)
-    if hook is None:
-        raise NotFound(f"No such container: {container}")
-    return hook
-
-
 @network.command("connect")
 @click.option("--ip", help="IPv4 address.")
 @click.option("--ip6", help="IPv6 address.")
@@ -223,10 +210,9 @@ def _engine_hook(name, container):
 @click.pass_obj
 def network_connect(obj, ip, ip6, aliases, network_name, container):
     """Connect a container to a network."""
-    with _networks(obj.root) as nets:
-        nets.get(network_name)
-    _engine_hook("network_connect", container)(obj.root, container, network_name, ipv4=ip, ipv6=ip6,
-                                               aliases=aliases)
+    from vessel.engine import network_connect as connect
+
+    connect(obj.root, container, network_name, ipv4=ip, ipv6=ip6, aliases=aliases, runroot=obj.runroot)
 
 
 @network.command("disconnect")
@@ -236,6 +222,6 @@ def network_connect(obj, ip, ip6, aliases, network_name, container):
 @click.pass_obj
 def network_disconnect(obj, force, network_name, container):
     """Disconnect a container from a network."""
-    with _networks(obj.root) as nets:
-        nets.get(network_name)
-    _engine_hook("network_disconnect", container)(obj.root, container, network_name, force=force)
+    from vessel.engine import network_disconnect as disconnect
+
+    disconnect(obj.root, container, network_name, force=force, runroot=obj.runroot)

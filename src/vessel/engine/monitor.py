@@ -115,9 +115,11 @@ def _launch_monitor(engine, lock):
     import vessel
 
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(vessel.__file__)))
+    # site-packages too: detaching networks (cleanup_runtime) needs pyroute2
+    paths = [package_parent] + [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
     ready_r, ready_w = os.pipe()
     argv = [sys.executable, "-IS", "-c",
-            f"import sys; sys.path.insert(0, {package_parent!r}); from vessel.engine.monitor import main; main()",
+            f"import sys; sys.path[:0] = {paths!r}; from vessel.engine.monitor import main; main()",
             engine.root, engine.runroot, str(lock), str(ready_w)]
     log_path = os.path.join(engine.runroot, f"monitor-{_tag(engine.root)}.log")
     try:

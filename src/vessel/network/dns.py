@@ -120,16 +120,18 @@ class Names:
         self.db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
         self.network_id = network_id
         self.lock = threading.Lock()
-        self.turn = 0
+        self.turns = {}
 
-    def lookup(self, name):
-        """(ipv4 list, ipv6 list) rotated for round robin, or None when the name is unknown."""
+    def lookup(self, name, qtype=None):
+        """(ipv4 list, ipv6 list) rotated for round robin, or None when the name is unknown.
+
+        Each query type turns on its own: resolvers ask A and AAAA for every lookup.
+        """
         with self.lock:
             rows = self.db.execute(
                 "SELECT container_id, name, hostname, aliases, ipv4, ipv6 FROM endpoints WHERE network_id = ?",
                 (self.network_id,)).fetchall()
-            self.turn += 1
-            turn = self.turn
+            turn = self.turns[qtype] = self.turns.get(qtype, 0) + 1
         v4, v6, known = [], [], False
         for container_id, cname, hostname, aliases, ipv4, ipv6 in rows:
             names = {container_id, container_id[:12], cname, hostname, *json.loads(aliases)}
@@ -167,7 +169,7 @@ class Server:
         query = parse_query(message)
         if query is None:
             return error_answer(message, RCODE_FORMERR)
-        found = self.names.lookup(query.name.rstrip(".")) if query.qclass == CLASS_IN else None
+        found = self.names.lookup(query.name.rstrip("."), query.qtype) if query.qclass == CLASS_IN else None
         if found is None:
             return self.forward(query, message, over_tcp)
         v4, v6 = found

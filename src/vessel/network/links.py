@@ -5,6 +5,7 @@ errors come back as errno values, and a container's end of a veth pair is
 created directly inside its namespace (it never shows up on the host).
 """
 
+import fcntl
 import ipaddress
 import os
 import secrets
@@ -24,6 +25,8 @@ __all__ = [
 ]
 
 IFA_F_NODAD = 0x02
+NS_GET_NSTYPE = 0xB703
+CLONE_NEWNET = 0x40000000
 AF_INET6 = 10
 
 
@@ -100,7 +103,11 @@ def _open_netns(netns_path):
         fd = os.open(netns_path, os.O_RDONLY)
     except OSError as exc:
         raise InvalidArgument(f"network namespace {netns_path}: {exc.strerror}") from None
-    if not os.readlink(f"/proc/self/fd/{fd}").startswith("net:"):
+    try:
+        is_netns = fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET  # also for a namespace bind-mounted on a file
+    except OSError:
+        is_netns = False
+    if not is_netns:
         os.close(fd)
         raise InvalidArgument(f"{netns_path} is not a network namespace")
     return fd

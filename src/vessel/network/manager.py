@@ -156,12 +156,14 @@ class Networks:
         with self.store.transaction() as db:
             if db.execute("SELECT 1 FROM networks WHERE predefined = 1").fetchone():
                 return
-            subnet = ipaddress.ip_network(DEFAULT_SUBNET)
+            # a root's default bridge is chosen once, when its database is made (tests: one per root)
+            bridge = os.environ.get("VESSEL_DEFAULT_BRIDGE") or DEFAULT_BRIDGE
+            subnet = ipam.parse_subnet(os.environ.get("VESSEL_DEFAULT_SUBNET") or DEFAULT_SUBNET, 4)
             self.store.add_network(db, {
                 "id": secrets.token_hex(32), "name": DEFAULT_NETWORK, "driver": "bridge",
-                "bridge": DEFAULT_BRIDGE, "subnet": str(subnet), "gateway": str(subnet.network_address + 1),
+                "bridge": bridge, "subnet": str(subnet), "gateway": str(subnet.network_address + 1),
                 "subnet6": None, "gateway6": None, "internal": 0, "mtu": 1500,
-                "options": {BRIDGE_OPTION: DEFAULT_BRIDGE, "com.docker.network.bridge.default_bridge": "true"},
+                "options": {BRIDGE_OPTION: bridge, "com.docker.network.bridge.default_bridge": "true"},
                 "labels": {}, "predefined": 1, "created": _now(), "dns_pid": None})
 
     def list(self):
@@ -283,11 +285,11 @@ class Networks:
             self._bring_down(net)
         return net
 
-    def prune(self):
-        """Remove every user-defined network without endpoints; their names."""
+    def prune(self, select=None):
+        """Remove every user-defined network without endpoints (that `select(network)` accepts); their names."""
         removed = []
         for net in self.store.networks():
-            if not net["predefined"] and not self.store.endpoints(net["id"]):
+            if not net["predefined"] and not self.store.endpoints(net["id"]) and (select is None or select(net)):
                 try:
                     removed.append(self.remove(net["id"])["name"])
                 except (Conflict, NotFound):
