@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import zlib
 from contextlib import contextmanager
 
 from vessel.engine.health import HealthState
@@ -119,7 +120,12 @@ class State:
             os.close(lock)
 
     def _migrate(self):
+        # the schema's fingerprint in user_version: opening a database already in this shape takes no write lock
+        fingerprint = zlib.crc32(repr((_SCHEMA, _COLUMNS)).encode()) & 0x7FFFFFFF
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == fingerprint:
+            return
         with self.write() as db:
+            db.execute(f"PRAGMA user_version = {fingerprint}")
             for statement in _SCHEMA.strip().split(";\n"):
                 if statement.strip():
                     db.execute(statement)
