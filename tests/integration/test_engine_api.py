@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from helpers import default_bridge_env
 from peers import busybox_tar, remove_cgroup_tree
 
 
@@ -19,6 +20,8 @@ def client(tmp_path, names, monkeypatch):
                     "--change", 'CMD ["sh"]'], check=True, capture_output=True)
     monkeypatch.setenv("VESSEL_ROOT", root)
     monkeypatch.setenv("VESSEL_RUNROOT", runroot)
+    for key, value in default_bridge_env().items():  # a default bridge of this root's own
+        monkeypatch.setenv(key, value)
     cgroup = names("cg")
     api = vessel.from_env()
     api.cgroup = cgroup

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from helpers import default_bridge_env
 from image_fixtures import ALPINE
 from peers import busybox_tar, remove_cgroup_tree
 
@@ -28,7 +29,8 @@ class Vessel:
         self.root = os.path.join(base, "root")
         self.runroot = os.path.join(base, "run")
         self.cgroup_name = cgroup_name
-        self.env = dict(os.environ, VESSEL_ROOT=self.root, VESSEL_RUNROOT=self.runroot)
+        # a default bridge of this root's own (name, subnet): concurrent tests never share one
+        self.env = dict(os.environ, VESSEL_ROOT=self.root, VESSEL_RUNROOT=self.runroot, **default_bridge_env())
 
     def argv(self, *args):
         args = [str(a) for a in args]
