@@ -112,15 +112,8 @@ def _launch_monitor(engine, lock):
     """Start a monitor that inherits the flocked `lock`; returns once it listens."""
     import subprocess
 
-    import vessel
-
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(vessel.__file__)))
-    # site-packages too: detaching networks (cleanup_runtime) needs pyroute2
-    paths = [package_parent] + [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
     ready_r, ready_w = os.pipe()
-    argv = [sys.executable, "-IS", "-c",
-            f"import sys; sys.path[:0] = {paths!r}; from vessel.engine.monitor import main; main()",
-            engine.root, engine.runroot, str(lock), str(ready_w)]
+    argv = _monitor_argv(engine.root, engine.runroot, str(lock), str(ready_w))
     log_path = os.path.join(engine.runroot, f"monitor-{_tag(engine.root)}.log")
     try:
         with open(log_path, "ab") as log:
@@ -138,6 +131,17 @@ def _launch_monitor(engine, lock):
                 os.close(fd)
     if answer != b"ready":
         raise Unavailable(f"the container monitor did not start: {answer.decode(errors='replace') or 'see ' + log_path}")
+
+
+def _monitor_argv(*args):
+    """The command line of a fresh monitor: an isolated interpreter that finds vessel and its dependencies."""
+    import vessel
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(vessel.__file__)))
+    # site-packages too: detaching networks (cleanup_runtime) needs pyroute2
+    paths = [package_parent] + [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
+    return [sys.executable, "-IS", "-c",
+            f"import sys; sys.path[:0] = {paths!r}; from vessel.engine.monitor import main; main()", *args]
 
 
 def _read_frame(sock):
@@ -1087,13 +1091,7 @@ class Monitor:
         signal.set_wakeup_fd(-1)
         sys.stdout.flush()
         sys.stderr.flush()
-        import vessel
-
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(vessel.__file__)))
-        os.execv(sys.executable, [sys.executable, "-IS", "-c",
-                                  f"import sys; sys.path.insert(0, {package_parent!r}); "
-                                  "from vessel.engine.monitor import main; main()",
-                                  "--successor", str(theirs.fileno())])
+        os.execv(sys.executable, _monitor_argv("--successor", str(theirs.fileno())))
 
     @classmethod
     def adopt(cls, channel_fd):
@@ -1149,6 +1147,9 @@ class Monitor:
                 monitor._guarded(watch, monitor, record)
             if supervised.status is not None:
                 monitor._exited(supervised)
+        resume = _hook("restart", "resume")  # the back-off timers of containers waiting to restart
+        if resume is not None:
+            monitor._guarded(resume, monitor)
         for item in state["pending"]:
             reader = attach.FrameReader()
             reader.buffer = item["buffer"].encode("latin-1")
