@@ -77,6 +77,24 @@ class Client:
     def close(self):
         self.engine.close()
 
+    def df(self):
+        """Docker's disk usage object: LayersSize, Images, Containers, Volumes, BuildCache."""
+        from vessel.engine import system
+
+        return system.disk_usage(self.engine)
+
+    def info(self):
+        """Docker's /info object: containers by state, images, storage and cgroup drivers, host facts."""
+        from vessel.engine import system
+
+        return system.info(self.engine)
+
+    def version(self):
+        """Docker's /version object."""
+        from vessel.engine import system
+
+        return system.version()
+
     def events(self, since=None, until=None, filters=None, decode=None):
         """docker-py's events(): a generator of JSON messages (bytes, or dicts with `decode`).
 
@@ -439,11 +457,16 @@ class ContainerCollection:
     def get(self, name_or_id):
         return Container(self.client, self.engine.get(name_or_id))
 
-    def prune(self):
-        """Remove every stopped container: {"ContainersDeleted": [ids], "SpaceReclaimed": bytes}."""
+    def prune(self, filters=None):
+        """Remove every stopped container (filters: until, label, label!):
+        {"ContainersDeleted": [ids], "SpaceReclaimed": bytes}."""
+        from vessel.engine.events import parse_filters
+        from vessel.engine.system import prune_filter
+
+        selected = prune_filter(parse_filters(filters, ("until", "label", "label!")))
         deleted, reclaimed = [], 0
         for record in self.engine.list():
-            if record.status in ("created", "exited", "dead"):
+            if record.status in ("created", "exited", "dead") and selected(record.labels, record.created):
                 try:
                     reclaimed += self.engine.images.snapshots.usage(record.id)[0]
                 except VesselError:
@@ -486,13 +509,21 @@ def _resolve_filters(engine, filters):
             bad = [v for v in values if v not in _STATUSES]
             if bad:
                 raise InvalidArgument(f"invalid filter 'status={bad[0]}'")
+        elif key == "health":
+            bad = [v for v in values if v not in ("starting", "healthy", "unhealthy", "none")]
+            if bad:
+                raise InvalidArgument(f"Unrecognised filter value for health: {bad[0]}")
+        elif key == "restart-policy":
+            for value in values:
+                RestartPolicy.validated(value)
         resolved[key] = values
     return resolved
 
 
 def matches(record, filters):
     """Docker's ps filters: name (substring/regex), id (prefix), status, label (key or key=value), ancestor,
-    exited, before, since, volume, network (`before`/`since`/`ancestor` resolved by _resolve_filters)."""
+    exited, before, since, volume, network, health, restart-policy (`before`/`since`/`ancestor` resolved by
+    _resolve_filters)."""
     import re
 
     for key, values in filters.items():

@@ -144,7 +144,7 @@ def _create(obj, opts):
     log_config = {}
     for item in opts["log_opts"]:
         key, sep, value = item.partition("=")
-        if not sep or key not in ("max-size", "max-file"):
+        if not sep or key not in ("max-size", "max-file") or opts["log_driver"] != "json-file":
             raise InvalidArgument(f"unknown log opt '{key}' for {opts['log_driver']} log driver")
         log_config[key] = value
     memory = parse_bytes(opts["memory"], "-m, --memory") if opts["memory"] is not None else 0
@@ -219,10 +219,12 @@ def _ensure_image(client, image, policy, platform):
         except NotFound:
             if policy == "never":
                 raise
-        from vessel.image.reference import parse
+    from vessel.image.reference import parse
 
-        click.echo(f"Unable to find image '{parse(image).familiar}' locally", err=True)
-    client.images.pull(image, platform=platform, progress=sys.stderr)
+    ref = parse(image)
+    if policy != "always":
+        click.echo(f"Unable to find image '{ref.familiar}' locally", err=True)
+    client.images.pull(str(ref), platform=platform, progress=sys.stderr)  # (tagged: no "Using default tag")
 
 
 def _write_cidfile(path, container_id):
@@ -523,18 +525,26 @@ def _ps_row(client, container, no_trunc, size):
         "Mounts": ",".join(m.source if no_trunc else _ellipsis(m.source, 15)
                            for m in record.config.mounts if m.type != "tmpfs"),
         "Networks": ",".join(a.network for a in record.config.networks) or record.config.network_mode,
+        "LocalVolumes": str(sum(1 for m in record.config.mounts if m.type == "volume")),
+        "Label": dict(record.labels),  # for {{.Label "key"}}
+        "Size": "",
     }
     if size:
-        try:
-            used = client.engine.images.snapshots.usage(record.id)[0]
-        except VesselError:
-            used = 0
-        try:
-            virtual = client.engine.images.get(record.image_id).size + used
-        except VesselError:
-            virtual = used
+        used, virtual = _sizes(client, record)
         row["Size"] = f"{human_size(used)} (virtual {human_size(virtual)})"
     return row
+
+
+def _sizes(client, record):
+    """(bytes in the writable layer, those plus the image's): Docker's SizeRw and SizeRootFs."""
+    try:
+        used = client.engine.images.snapshots.usage(record.id)[0]
+    except VesselError:
+        used = 0
+    try:
+        return used, client.engine.images.get(record.image_id).size + used
+    except VesselError:
+        return used, used
 
 
 def _filters(items):
@@ -566,11 +576,14 @@ def ps(obj, show_all, quiet, size, last, latest, no_trunc, filters, fmt):
         for container in containers:
             click.echo(container.id if no_trunc else container.id[:12])
         return
+    size = size or ".Size" in (fmt or "")
     rows = [_ps_row(client, c, no_trunc, size) for c in containers]
     if fmt == "json":
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            click.echo(json.dumps({k: v for k, v in row.items() if k != "Label"}, ensure_ascii=False))
         return
+    if fmt in ("table", "table {{.}}"):
+        fmt = None
     if fmt:
         text = render(fmt, rows, PS_HEADERS)
         if text:
@@ -591,15 +604,16 @@ def ps(obj, show_all, quiet, size, last, latest, no_trunc, filters, fmt):
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
 @click.option("--since", default=None, help="Show logs since timestamp or relative (e.g. 42m).")
 @click.option("--until", default=None, help="Show logs before a timestamp or relative (e.g. 42m).")
+@click.option("--details", is_flag=True, help="Show extra details provided to logs.")
 @click.argument("name")
 @click.pass_obj
-def logs(obj, follow, tail, timestamps, since, until, name):
+def logs(obj, follow, tail, timestamps, since, until, details, name):
     """Fetch the logs of a container."""
     if tail != "all" and not tail.lstrip("-").isdigit():
         raise InvalidArgument(f"invalid value for \"tail\": {tail}")
     container = _client(obj).containers.get(name)
     for stream, text, stamp in container.log_entries(follow=follow, tail=tail, since=since, until=until):
-        data = ((stamp + " ") if timestamps else "") + text
+        data = ((stamp + " ") if timestamps else "") + (" " if details else "") + text  # (no log attributes)
         target = sys.stdout if stream == "stdout" else sys.stderr
         target.write(data)
         target.flush()
@@ -622,7 +636,11 @@ def inspect(obj, fmt, size, kind, names):
         try:
             if kind != "image":
                 try:
-                    documents.append(client.containers.get(name).attrs)
+                    container_ = client.containers.get(name)
+                    document = container_.attrs
+                    if size:
+                        document["SizeRw"], document["SizeRootFs"] = _sizes(client, container_.record)
+                    documents.append(document)
                     continue
                 except NotFound:
                     if kind == "container":
@@ -645,16 +663,21 @@ def inspect(obj, fmt, size, kind, names):
 @click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached.")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
 @click.option("-e", "--env", "env", multiple=True, help="Set environment variables.")
+@click.option("--env-file", multiple=True, help="Read in a file of environment variables.")
 @click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>]).")
 @click.option("-w", "--workdir", default="", help="Working directory inside the container.")
+@click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
 @click.argument("name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
-def exec_(obj, detach, interactive, tty, env, user, workdir, name, command):
+def exec_(obj, detach, interactive, tty, env, env_file, user, workdir, privileged, name, command):
     """Execute a command in a running container."""
+    from vessel.engine.model import parse_env_file
+
+    environment = [item for path in env_file for item in parse_env_file(path) if item is not None] + list(env)
     container = _client(obj).containers.get(name)
     code = container.exec_foreground(list(command), stdin=interactive, tty=tty, detach=detach,
-                                     environment=list(env), user=user, workdir=workdir)
+                                     environment=environment, user=user, workdir=workdir, privileged=privileged)
     raise click.exceptions.Exit(code)
 
 

@@ -285,12 +285,12 @@ def build_spec(config: ContainerConfig, container_id, rootfs, private_dir, tty=N
         opts = ["nosuid", "nodev", "noexec"] + [o for o in options.split(",") if o]
         mounts.append({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": opts})
     _add_mounts(spec, config, rootfs, volume_paths or {})
-    _host_options(spec, config, rootfs, peer_pid)
+    _host_options(spec, config, container_id, rootfs, private_dir, peer_pid)
     spec["annotations"] = {"org.vessel.container.id": container_id}
     return spec
 
 
-def _all_capabilities():
+def all_capabilities():
     """Every capability this process may pass on (its bounding set: root here may lack some)."""
     from vessel.runtime.capabilities import ALL_CAPABILITIES, kernel_last_cap
 
@@ -301,11 +301,11 @@ def _all_capabilities():
 
 def _capabilities(process, config):
     if config.privileged:
-        caps = _all_capabilities()
+        caps = all_capabilities()
     else:
         caps = list(defaults.DEFAULT_CAPABILITIES)
         if "ALL" in config.cap_add:
-            caps = _all_capabilities()
+            caps = all_capabilities()
         caps += [c for c in config.cap_add if c != "ALL" and c not in caps]
         if "ALL" in config.cap_drop:
             caps = [c for c in config.cap_add if c != "ALL"]
@@ -329,7 +329,7 @@ def swap_accounted():
         os.path.exists("/sys/fs/cgroup/memory.swap.max")
 
 
-def _host_options(spec, config, rootfs, peer_pid):
+def _host_options(spec, config, container_id, rootfs, private_dir, peer_pid):
     """Resources, devices, namespaces, sysctls, /dev/shm, extra groups and --init of the run options."""
     process, linux = spec["process"], spec["linux"]
     resources = linux["resources"]
@@ -368,7 +368,7 @@ def _host_options(spec, config, rootfs, peer_pid):
     if config.group_add:
         gids = process["user"].setdefault("additionalGids", [])
         gids += [g for g in resolve_groups(rootfs, config.group_add) if g not in gids]
-    _namespace_modes(spec, config, peer_pid)
+    _namespace_modes(spec, config, container_id, private_dir, peer_pid)
     if config.init:
         check_docker_init()
         _ensure_target(rootfs, DOCKER_INIT_TARGET, False)
@@ -399,7 +399,7 @@ def _add_device(linux, device):
                                           "access": device.permissions})
 
 
-def _namespace_modes(spec, config, peer_pid):
+def _namespace_modes(spec, config, container_id, private_dir, peer_pid):
     """--pid, --ipc and --uts: the host's namespace, another container's, or (ipc) no /dev/shm."""
     linux = spec["linux"]
     modes = {"pid": config.pid_mode, "ipc": config.ipc_mode, "uts": config.uts_mode}
@@ -419,9 +419,9 @@ def _namespace_modes(spec, config, peer_pid):
         spec["mounts"].remove(shm)
     elif config.ipc_mode == "host":
         shm.update(type="bind", source="/dev/shm", options=["rbind", "rprivate", "nosuid", "nodev", "noexec"])
-    elif config.ipc_mode.startswith("container:"):
-        pid = peer_pid("ipc", config.ipc_mode.partition(":")[2])
-        shm.update(type="bind", source=f"/proc/{pid}/root/dev/shm",
+    elif config.ipc_mode.startswith("container:") or config.ipc_mode == "shareable":
+        owner = config.ipc_mode.partition(":")[2] or container_id  # (joined, its id; the engine checked it runs)
+        shm.update(type="bind", source=os.path.join(os.path.dirname(private_dir), owner, "shm"),
                    options=["rbind", "rprivate", "nosuid", "nodev", "noexec"])
     else:
         shm["options"] = [o for o in shm["options"] if not o.startswith("size=")] + [f"size={config.shm_size}"]

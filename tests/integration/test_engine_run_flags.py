@@ -1,0 +1,247 @@
+"""`vessel run`/`create` flags seen from inside the container: cgroup files, /proc, /dev, namespaces, tini.
+
+Bad values exit 125 with Docker's message and leave nothing behind.
+"""
+
+import json
+import os
+import pwd
+import socket
+import subprocess
+
+import pytest
+
+from test_engine_cli import Vessel, _assert_clean, _read_until, busybox_tarball, vessel  # noqa: F401 - fixtures
+
+CGROUP_FILE = ("f() { cat /sys/fs/cgroup/$1 2>/dev/null || cat /sys/fs/cgroup/$2; }; ")
+
+
+def _host_config(vessel, name):
+    return json.loads(vessel("inspect", name).stdout)[0]["HostConfig"]
+
+
+def test_memory_and_cpu_flags_reach_the_cgroup(vessel):
+    vessel("run", "-d", "--name", "tuned", "--memory", "64m", "--memory-swap", "96m", "--memory-reservation",
+           "32m", "--cpu-shares", "512", "--cpuset-cpus", "0", "--cpuset-mems", "0", "--cpu-period", "50000",
+           "--cpu-quota", "25000", "busybox", "sleep", "100")
+    script = CGROUP_FILE + ("f memory/memory.memsw.limit_in_bytes memory.swap.max; "
+                            "f memory/memory.soft_limit_in_bytes memory.low; f cpu/cpu.shares cpu.weight; "
+                            "f cpuset/cpuset.cpus cpuset.cpus; f cpuset/cpuset.mems cpuset.mems; "
+                            "f cpu/cpu.cfs_period_us cpu.max; f cpu/cpu.cfs_quota_us cpu.max")
+    values = vessel("exec", "tuned", "sh", "-c", script).stdout.split()
+    if os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"):  # cgroup v1 with swap accounting
+        assert values == [str(96 << 20), str(32 << 20), "512", "0", "0", "50000", "25000"]
+    host_config = _host_config(vessel, "tuned")
+    assert (host_config["MemorySwap"], host_config["MemoryReservation"], host_config["CpuShares"]) == \
+        (96 << 20, 32 << 20, 512)
+    assert (host_config["CpusetCpus"], host_config["CpuPeriod"], host_config["CpuQuota"]) == ("0", 50000, 25000)
+
+
+@pytest.mark.skipif(not os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
+                    reason="needs cgroup v1 swap accounting")
+def test_swap_defaults_to_the_memory_and_follows_updates(vessel):
+    vessel("run", "-d", "--name", "swapper", "--memory", "64m", "busybox", "sleep", "100")
+    read = "cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"
+    assert vessel("exec", "swapper", "sh", "-c", read).stdout.strip() == str(128 << 20)
+    assert _host_config(vessel, "swapper")["MemorySwap"] == 128 << 20
+    vessel("update", "--memory", "256m", "swapper")
+    assert vessel("exec", "swapper", "sh", "-c", read).stdout.strip() == str(512 << 20)
+    vessel("run", "-d", "--name", "unlimited", "--memory", "64m", "--memory-swap", "-1", "busybox", "sleep", "100")
+    assert int(vessel("exec", "unlimited", "sh", "-c", read).stdout) > 1 << 40
+    vessel("run", "-d", "--name", "fixed", "--memory", "64m", "--memory-swap", "100m", "busybox", "sleep", "100")
+    result = vessel("update", "--memory", "200m", "fixed", code=125)
+    assert "Memory limit should be smaller than already set memoryswap limit" in result.stderr
+
+
+def test_shm_size(vessel):
+    assert vessel("run", "--rm", "busybox", "df", "-k", "/dev/shm").stdout.split()[-5] == "65536"
+    assert vessel("run", "--rm", "--shm-size", "128m", "busybox", "df", "-k", "/dev/shm").stdout.split()[-5] == \
+        "131072"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")
+def test_devices_and_device_cgroup_rules(vessel):
+    # /dev/fuse (c 10:229) is not among the default devices: only --device puts it in the container
+    vessel("run", "--rm", "busybox", "ls", "/dev/fuse", code=1)
+    read = "dd if={} of=/dev/null count=0 2>/dev/null && echo readable || echo denied"
+    output = vessel("run", "--rm", "--device", "/dev/fuse:/dev/myfuse:r", "busybox", "sh", "-c",
+                    "ls -l /dev/myfuse; " + read.format("/dev/myfuse")).stdout.splitlines()
+    assert output[0].startswith("c") and "10, 229" in output[0] and output[1] == "readable"
+    output = vessel("run", "--rm", "--device", "/dev/fuse:/dev/myfuse:w", "busybox", "sh", "-c",
+                    read.format("/dev/myfuse")).stdout
+    assert output == "denied\n"  # the device cgroup allows writes only
+    make = "mknod /dev/f c 10 229 2>/dev/null; " + read.format("/dev/f")
+    assert vessel("run", "--rm", "busybox", "sh", "-c", make).stdout == "denied\n"
+    assert vessel("run", "--rm", "--device-cgroup-rule", "c 10:229 rm", "busybox", "sh", "-c", make).stdout == \
+        "readable\n"
+    devices = _host_config(vessel, vessel("create", "--device", "/dev/fuse", "busybox").stdout.strip())["Devices"]
+    assert devices == [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"}]
+
+
+def test_groups_oom_score_and_sysctls(vessel):
+    output = vessel("run", "--rm", "--group-add", "tty", "--group-add", "4242", "--oom-score-adj", "500",
+                    "--sysctl", "kernel.shmmax=123456", "--sysctl", "net.ipv4.ip_forward=1", "busybox", "sh", "-c",
+                    "id -G; cat /proc/self/oom_score_adj /proc/sys/kernel/shmmax "
+                    "/proc/sys/net/ipv4/ip_forward").stdout.splitlines()
+    assert {"5", "4242"} <= set(output[0].split()) and output[1:] == ["500", "123456", "1"]
+    result = vessel("run", "--rm", "--group-add", "nosuchgroup", "busybox", "true", code=125)
+    assert "Unable to find group nosuchgroup" in result.stderr
+
+
+def test_pid_ipc_and_uts_modes(vessel):
+    vessel("run", "-d", "--name", "donor", "--ipc", "shareable", "busybox", "sh", "-c",
+           "echo shared > /dev/shm/note; exec sleep 100")
+    vessel("run", "-d", "--name", "private", "busybox", "sleep", "100")
+    joined = vessel("run", "--rm", "--pid", "container:donor", "--ipc", "container:donor", "busybox", "sh", "-c",
+                    "cat /dev/shm/note; ps -o pid,args").stdout
+    assert joined.startswith("shared\n") and "sleep 100" in joined
+    result = vessel("run", "--rm", "--ipc", "container:private", "busybox", "true", code=125)
+    assert "non-shareable IPC" in result.stderr
+    assert vessel("run", "--rm", "--pid", "host", "busybox", "sh", "-c", "echo $$").stdout.strip() != "1"
+    assert vessel("run", "--rm", "--uts", "host", "busybox", "hostname").stdout.strip() == socket.gethostname()
+    vessel("run", "--rm", "--ipc", "none", "busybox", "ls", "/dev/shm", code=1)
+    host_config = _host_config(vessel, "donor")
+    assert host_config["IpcMode"] == "shareable" and host_config["PidMode"] == ""
+    result = vessel("run", "--rm", "--uts", "host", "-h", "named", "busybox", "true", code=125)
+    assert "Conflicting options: hostname and the UTS mode" in result.stderr
+    vessel("rm", "-f", "donor", "private")
+    _assert_clean(vessel)
+
+
+def test_init_is_pid_1_and_reaps_orphans(vessel):
+    output = vessel("run", "--rm", "--init", "busybox", "sh", "-c",
+                    "(sleep 0.2 &); sleep 1; ps -o pid,stat,args").stdout.splitlines()
+    assert output[1].split()[0] == "1" and output[1].split()[2:] == ["/sbin/docker-init", "--", "sh", "-c",
+                                                                   "(sleep", "0.2", "&);", "sleep", "1;", "ps",
+                                                                   "-o", "pid,stat,args"]
+    assert not any(line.split()[1].startswith("Z") for line in output[1:])  # the orphan was reaped
+    vessel("run", "--rm", "--init", "busybox", "sh", "-c", "exit 3", code=3)
+    vessel("run", "-d", "--name", "inited", "--init", "busybox", "sleep", "100")
+    vessel("stop", "-t", "30", "inited")  # tini forwards SIGTERM to sleep: no wait for the timeout
+    assert vessel("wait", "inited").stdout == "143\n"
+    assert _host_config(vessel, "inited")["Init"] is True
+
+
+def test_log_driver_none(vessel):
+    assert vessel("run", "--name", "quiet", "--log-driver", "none", "busybox", "echo", "shown").stdout == "shown\n"
+    result = vessel("logs", "quiet", code=125)
+    assert result.stderr == "Error: configured logging driver does not support reading\n"
+    assert _host_config(vessel, "quiet")["LogConfig"] == {"Type": "none", "Config": {}}
+    container_id = vessel("ps", "-aq", "--no-trunc").stdout.strip()
+    assert not os.path.exists(os.path.join(vessel.root, "containers", container_id, f"{container_id}-json.log"))
+
+
+def test_attach_cidfile_label_file_and_workdir(vessel, tmp_path):
+    result = vessel("run", "--rm", "-a", "stdout", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert (result.stdout, result.stderr) == ("out\n", "")
+    result = vessel("run", "--rm", "-a", "STDERR", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert (result.stdout, result.stderr) == ("", "err\n")
+    cidfile = tmp_path / "cid"
+    container_id = vessel("create", "--cidfile", cidfile, "busybox", "true").stdout.strip()
+    assert cidfile.read_text() == container_id
+    result = vessel("create", "--cidfile", cidfile, "busybox", "true", code=125)
+    assert "Container ID file found" in result.stderr
+    labels = tmp_path / "labels"
+    labels.write_text("# team labels\ntier=web\nowner=ops\n\n")
+    vessel("create", "--name", "labelled", "--label-file", labels, "-l", "owner=dev", "busybox")
+    assert vessel("ps", "-a", "-f", "name=labelled", "--format", "{{.Labels}}").stdout == "owner=dev,tier=web\n"
+    assert vessel("run", "--rm", "-w", "/new/deep/dir", "busybox", "pwd").stdout == "/new/deep/dir\n"
+
+
+def test_detach_keys(vessel):
+    master, slave = os.openpty()
+    proc = vessel.popen("run", "-it", "--name", "keyed", "--detach-keys", "ctrl-a,x", "busybox", "sh",
+                        stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    try:
+        assert b"# " in _read_until(master, b"# ")
+        os.write(master, b"\x10\x11")  # the default keys are just input now
+        os.write(master, b"\x01x")
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert vessel("ps", "--format", "{{.Names}} {{.State}}").stdout == "keyed running\n"
+
+
+def test_user_files_are_read_inside_the_root(vessel):
+    """An image's /etc/passwd that is a symlink pointing out of the root is not followed to the host's."""
+    host_only = next(p.pw_name for p in pwd.getpwall() if p.pw_name not in ("root", "daemon", "nobody", "user"))
+    vessel("run", "-d", "--name", "linked", "busybox", "sleep", "100")
+    vessel("exec", "linked", "sh", "-c", "ln -sf /../../../../../../../etc/passwd /etc/passwd")
+    result = vessel("exec", "-u", host_only, "linked", "id", code=125)
+    assert f"unable to find user {host_only}" in result.stderr
+
+
+def test_etc_files_do_not_follow_symlinks_out_of_the_root(vessel, tmp_path, names):
+    escape = f"/tmp/{names('escape')}"
+    container_id = vessel("create", "--name", "sly", "busybox", "cat", "/etc/hosts").stdout.strip()
+    upper = os.path.join(vessel.root, "image", "snapshots", "active", container_id, "upper", "etc")
+    os.makedirs(upper, exist_ok=True)
+    os.symlink(f"/../../../../../..{escape}", os.path.join(upper, "hosts"))
+    try:
+        result = vessel("start", "-a", "sly")
+        assert "127.0.0.1\tlocalhost" in result.stdout
+        assert not os.path.lexists(escape)
+    finally:
+        if os.path.lexists(escape):
+            os.unlink(escape)
+
+
+def test_exec_env_file_privileged_and_codes(vessel, tmp_path):
+    vessel("run", "-d", "--name", "box", "busybox", "sleep", "100")
+    env_file = tmp_path / "env"
+    env_file.write_text("FROM_FILE=1\n# comment\nBOTH=file\n")
+    assert vessel("exec", "--env-file", env_file, "-e", "BOTH=flag", "box", "sh", "-c",
+                  "echo $FROM_FILE $BOTH").stdout == "1 flag\n"
+    plain = vessel("exec", "box", "grep", "CapEff", "/proc/self/status").stdout.split()[1]
+    privileged = vessel("exec", "--privileged", "box", "grep", "CapEff", "/proc/self/status").stdout.split()[1]
+    assert int(privileged, 16) > int(plain, 16) and int(privileged, 16) & (1 << 21)  # CAP_SYS_ADMIN
+    vessel("exec", "box", "nosuchcommand", code=127)
+    vessel("exec", "box", "/etc/passwd", code=126)
+
+
+BAD_FLAGS = [
+    (["--memory", "12xyz"], 'invalid argument "12xyz" for "-m, --memory" flag'),
+    (["--memory-swap", "32m"], "You should always set the Memory limit when using Memoryswap limit"),
+    (["--memory", "64m", "--memory-swap", "32m"], "Minimum memoryswap limit should be larger than memory limit"),
+    (["--memory-reservation", "1k"], "Minimum memory reservation allowed is 6MB"),
+    (["--memory", "64m", "--memory-reservation", "128m"],
+     "Minimum memory limit can not be less than memory reservation limit"),
+    (["--cpus", "1", "--cpu-quota", "50000"], "Conflicting options: Nano CPUs and CPU Quota cannot both be set"),
+    (["--cpu-period", "10"], "CPU cfs period can not be less than 1ms"),
+    (["--cpuset-cpus", "0-x"], "Invalid value 0-x for cpuset cpus"),
+    (["--cpuset-cpus", "4096"], "Requested CPUs are not available - requested 4096"),
+    (["--device", "/dev/nosuchdevice"], 'error gathering device information while adding custom device '
+                                        '"/dev/nosuchdevice": no such file or directory'),
+    (["--device", "/dev/null:/dev/x:rwz"], "invalid device mode: rwz"),
+    (["--device-cgroup-rule", "c 1:3"], "invalid device cgroup format 'c 1:3'"),
+    (["--shm-size", "lots"], 'invalid argument "lots" for "--shm-size" flag'),
+    (["--oom-score-adj", "1001"], "Invalid value 1001, range for oom score adj is [-1000, 1000]"),
+    (["--pid", "other"], "--pid: invalid PID mode"),
+    (["--ipc", "public"], "--ipc: invalid IPC mode"),
+    (["--uts", "container:x"], "--uts: invalid UTS mode"),
+    (["--pid", "container:nosuchcontainer"], "No such container: nosuchcontainer"),
+    (["--sysctl", "kernel.hostname=x"], "sysctl 'kernel.hostname=x' is not whitelisted"),
+    (["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"], "not allowed in host network namespace"),
+    (["--log-driver", "bogus"], "logger: no log driver named 'bogus' is registered"),
+    (["--log-driver", "none", "--log-opt", "max-size=1m"], "unknown log opt 'max-size' for none log driver"),
+    (["--pull", "sometimes"], "invalid pull option: 'sometimes'"),
+    (["-a", "stdweird"], 'invalid argument "stdweird" for "-a, --attach" flag'),
+    (["-d", "-a", "stdout"], "Conflicting options: -a and -d"),
+    (["--detach-keys", "ctrl-1"], "Invalid detach keys (ctrl-1) provided"),
+    (["--label-file", "/nonexistent/labels"], "open /nonexistent/labels: no such file or directory"),
+]
+
+
+def test_bad_values_exit_125_and_create_nothing(vessel):
+    existing = vessel("create", "busybox", "true").stdout.strip()
+    for flags, message in BAD_FLAGS:
+        result = vessel("run", "--rm", *flags, "busybox", "true", code=125)
+        assert message in result.stderr, (flags, result.stderr)
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, (flags, result.stderr)
+    assert vessel.ids() == [existing]
+    assert os.listdir(os.path.join(vessel.root, "containers")) == [existing]
+    assert os.listdir(os.path.join(vessel.root, "image", "snapshots", "active")) == [existing]
