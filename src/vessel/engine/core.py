@@ -323,7 +323,7 @@ class Engine:
                         namespace["path"] = netns
             tmp = os.path.join(bundle, "config.json.tmp")
             with open(tmp, "w") as handle:
-                json.dump(spec, handle)
+                handle.write(json.dumps(spec))  # json.dump would take the pure-Python encoder: ms for seccomp
             os.replace(tmp, os.path.join(bundle, "config.json"))
         except BaseException:
             networking.teardown(self, record)
