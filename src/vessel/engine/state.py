@@ -202,7 +202,9 @@ class State:
         row = self._db.execute(f"SELECT {columns} FROM containers WHERE id = ? OR name = ?",
                                (text, text)).fetchone()
         if row is None and text and all(c in "0123456789abcdef" for c in text):
-            rows = self._db.execute(f"SELECT {columns} FROM containers WHERE id LIKE ?", (text + "%",)).fetchall()
+            # a range of the primary key, not LIKE (a scan of every row); "g" sorts after every hex digit
+            rows = self._db.execute(f"SELECT {columns} FROM containers WHERE id >= ? AND id < ? LIMIT 2",
+                                    (text, text + "g")).fetchall()
             if len(rows) > 1:
                 raise Conflict(f"multiple IDs found with provided prefix: {text}")
             row = rows[0] if rows else None

@@ -1,4 +1,5 @@
-"""Opening the engine's state: an older database is upgraded once; an up-to-date one is opened without a write."""
+"""The engine's state: opening (an older database is upgraded once, an up-to-date one opened without a
+write), lookups by name and id prefix."""
 
 import os
 import sqlite3
@@ -63,3 +64,29 @@ def test_opening_an_up_to_date_state_takes_no_write_lock(tmp_path):
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_find_by_unique_id_prefix(tmp_path):
+    import pytest
+
+    from vessel.errors import Conflict, NotFound
+
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, "engine"))
+    with sqlite3.connect(_database(root)) as db:
+        db.executescript(FIRST_SCHEMA)
+        for container_id, name in (("abc123", "one"), ("abd456", "two"), ("f00", "abc")):
+            db.execute("INSERT INTO containers (id, name, image_id, image_ref, created, config, status, runtime) "
+                       "VALUES (?, ?, 'sha256:1', 'busybox', 2.0, ?, 'created', '[]')",
+                       (container_id, name, '{"image": "busybox"}'))
+    state = State(root)
+    try:
+        assert state.find("abc12").name == "one" and state.find("abd").name == "two"
+        assert state.find("abc").id == "f00"  # an exact name before an id prefix
+        assert state.find("/two").id == "abd456" and state.find("c0").name == "old"
+        with pytest.raises(Conflict, match="multiple IDs found with provided prefix: ab"):
+            state.find("ab")
+        with pytest.raises(NotFound, match="No such container: abe"):
+            state.find("abe")
+    finally:
+        state.close()
