@@ -307,3 +307,33 @@ def test_bad_mount_syntax_creates_nothing(vessel, flags, message):
     assert vessel.ids() == [] and _volumes(vessel) == []
     containers = os.path.join(vessel.root, "containers")
     assert not os.path.exists(containers) or os.listdir(containers) == []
+
+
+def test_python_api(vessel):
+    from vessel.api import Client
+    from vessel.errors import NotFound
+
+    client = Client(vessel.root, vessel.runroot)
+    options = {"remove": True, "cgroup_parent": vessel.cgroup_name}
+    try:
+        volume = client.volumes.create("apivol", labels={"k": "v"})
+        assert volume.name == volume.id == "apivol" and volume.attrs["Labels"] == {"k": "v"}
+        client.containers.run("busybox", ["sh", "-c", "echo api > /v/f"],
+                              volumes={"apivol": {"bind": "/v", "mode": "rw"}}, **options)
+        assert client.containers.run("busybox", "cat /v/f", volumes=["apivol:/v:ro"], **options) == b"api\n"
+        assert client.containers.run("busybox", "cat /m/f", **options, mounts=[
+            {"Type": "volume", "Source": "apivol", "Target": "/m", "ReadOnly": True}]) == b"api\n"
+        first = client.containers.run("withvol", "true", detach=True, cgroup_parent=vessel.cgroup_name)
+        first.wait()
+        anonymous = first.attrs["Mounts"][0]["Name"]
+        assert [v.name for v in client.volumes.list(filters={"dangling": "false"})] == [anonymous]
+        first.remove()
+        assert sorted(v.name for v in client.volumes.list(filters={"dangling": "true"})) == sorted(
+            [anonymous, "apivol"])
+        # the image's /data was copied in at start: 6 bytes of hello
+        assert client.volumes.prune() == {"VolumesDeleted": [anonymous], "SpaceReclaimed": 6}
+        assert client.volumes.prune(filters={"all": "true"}) == {"VolumesDeleted": ["apivol"], "SpaceReclaimed": 4}
+        with pytest.raises(NotFound):
+            client.volumes.get("apivol")
+    finally:
+        client.close()

@@ -109,7 +109,7 @@ class Volumes:
                 return Volume.from_row(row)
             volume = Volume(name, driver, labels, options, time.time(), anonymous)
             data = self.data_path(name)
-            os.makedirs(data, mode=0o755)
+            os.makedirs(data, mode=0o755, exist_ok=True)  # left by a create that crashed: reused
             try:
                 db.execute("INSERT INTO volumes VALUES (?, ?, ?, ?, ?, ?)",
                            (name, driver, json.dumps(labels), json.dumps(options), volume.created, int(anonymous)))
@@ -344,7 +344,12 @@ def _copy_tree(source, destination, top, prefix, links):
         if not stat.S_ISDIR(info.st_mode) and info.st_nlink > 1:
             key = (info.st_dev, info.st_ino)
             if key in links:
-                os.link(links[key], name, src_dir_fd=top, dst_dir_fd=destination, follow_symlinks=False)
+                # through an fd resolved inside the volume: a path could meet a symlink a container just made
+                first = paths.open_in_root(top, links[key], paths.O_PATH | os.O_NOFOLLOW)
+                try:
+                    os.link(paths.fd_path(first), name, dst_dir_fd=destination, follow_symlinks=True)
+                finally:
+                    os.close(first)
                 continue
             links[key] = relative
         try:
