@@ -196,7 +196,7 @@ def attach_to(engine, container_id):
 # the monitor
 
 def main():
-    """Entry point of the monitor's interpreter: argv root runroot lock-fd ready-fd, or --successor fd."""
+    """Entry point of the monitor's interpreter: argv root runroot lock-fd ready-fd, or --successor fd ..."""
     if sys.argv[1] == "--successor":
         monitor = Monitor.adopt(int(sys.argv[2]))
     else:
@@ -1091,7 +1091,9 @@ class Monitor:
         signal.set_wakeup_fd(-1)
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execv(sys.executable, _monitor_argv("--successor", str(theirs.fileno())))
+        # root and runroot only name it in ps: the state comes through the socket
+        os.execv(sys.executable, _monitor_argv("--successor", str(theirs.fileno()), self.engine.root,
+                                               self.engine.runroot))
 
     @classmethod
     def adopt(cls, channel_fd):
