@@ -1,8 +1,8 @@
 """Image commands: images, image *, rmi, tag, history, save, load, import, pull, push,
-login, logout, system df.  Output follows the Docker CLI's columns and wording.
+login, logout.  Output follows the Docker CLI's columns and wording.
 
 `--format` takes the Go-template subset people use in scripts: `{{.Field}}`,
-`{{json .}}`, `{{json .Field}}` and a leading `table`.
+`{{json .}}`, `{{json .Field}}`, `{{.Map "key"}}` and a leading `table`.
 """
 
 import datetime
@@ -15,7 +15,7 @@ import click
 
 from vessel.errors import InvalidArgument, VesselError
 
-_TEMPLATE_FIELD = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z][A-Za-z0-9.]*)?\s*\}\}")
+_TEMPLATE_FIELD = re.compile(r'\{\{\s*(json\s+)?\.([A-Za-z][A-Za-z0-9.]*)?(?:\s+"([^"]*)")?\s*\}\}')
 
 
 def _store(root):
@@ -123,6 +123,8 @@ def render(template, records, headers=None):
             value = record
             for key in (match.group(2) or "").split(".") if match.group(2) else []:
                 value = value.get(key) if isinstance(value, dict) else None
+            if match.group(3) is not None:  # {{.Label "key"}}: a map field indexed by its argument
+                value = value.get(match.group(3), "") if isinstance(value, dict) else None
             if match.group(1) or not match.group(2):
                 return json.dumps(value, separators=(",", ":"))
             return _go_text(value)
@@ -619,40 +621,3 @@ for _name, _command in (("ls", image_ls), ("list", image_ls), ("rm", rmi), ("ins
                         ("tag", tag), ("history", _history_command("history")), ("prune", image_prune),
                         ("save", save), ("load", load), ("import", import_), ("pull", pull), ("push", push)):
     image.add_command(_command, _name)
-
-
-@click.command("df")
-@click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage.")
-@click.option("--format", "fmt", help="Format output using a Go template subset.")
-@click.pass_obj
-def system_df(obj, verbose, fmt):
-    """Show disk usage."""
-    store = _store(obj.root)
-    images_list = store.list()
-    active = [i for i in images_list if store.users(i.id)]
-    blob_bytes, snapshot_bytes = store.disk_usage()
-    size = sum(i.size for i in images_list)
-    reclaimable = sum(i.size for i in images_list if i not in active)
-    percent = f" ({int(100 * reclaimable / size)}%)" if size else ""
-    rows = [
-        {"Type": "Images", "TotalCount": str(len(images_list)), "Active": str(len(active)),
-         "Size": human_size(size), "Reclaimable": human_size(reclaimable) + percent},
-        {"Type": "Containers", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
-        {"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
-        {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
-    ]
-    if fmt:
-        _echo(render(fmt, rows))
-        return
-    columns = ["Type", "TotalCount", "Active", "Size", "Reclaimable"]
-    click.echo(table([[r[c] for c in columns] for r in rows], ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]))
-    if verbose:
-        click.echo(f"\nContent store: {human_size(blob_bytes)}, layer snapshots: {human_size(snapshot_bytes)}")
-
-
-@click.group("system")
-def system():
-    """Manage vessel."""
-
-
-system.add_command(system_df, "df")

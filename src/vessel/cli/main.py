@@ -29,7 +29,7 @@ COMMANDS = {
     "import": "vessel.cli.images:import_",
     "login": "vessel.cli.images:login",
     "logout": "vessel.cli.images:logout",
-    "system": "vessel.cli.images:system",
+    "system": "vessel.cli.system:system",
     "network": "vessel.cli.networks:network",
     "volume": "vessel.cli.volumes:volume",
     "run": "vessel.cli.containers:run",
@@ -58,6 +58,8 @@ COMMANDS = {
     "events": "vessel.cli.system:events",
     "cp": "vessel.cli.filesystem:cp",
     "commit": "vessel.cli.filesystem:commit",
+    "info": "vessel.cli.system:info",
+    "version": "vessel.cli.system:version",
 }
 
 DEFAULT_ROOT = "/var/lib/vessel"

@@ -137,10 +137,12 @@ def parse_time(text, now=None):
     return int(stamp.timestamp()) * 1_000_000_000 + nanos
 
 
-def parse_filters(items):
-    """['key=value', ...] (or docker-py's {key: value|[values]}) -> {key: [values]}."""
+def parse_filters(items, keys=_FILTER_KEYS):
+    """['key=value', ...] (or docker-py's {key: value|[values]}) -> {key: [values]}; keys outside `keys` are
+    refused."""
     if isinstance(items, dict):
-        pairs = [(k, v) for k, values in items.items() for v in ([values] if isinstance(values, str) else values)]
+        pairs = [(k, v) for k, values in items.items()
+                 for v in (values if isinstance(values, (list, tuple)) else [values])]
     else:
         pairs = []
         for item in items or ():
@@ -150,7 +152,7 @@ def parse_filters(items):
             pairs.append((key, value))
     filters = {}
     for key, value in pairs:
-        if key not in _FILTER_KEYS:
+        if key not in keys:
             raise InvalidArgument(f"invalid filter '{key}'")
         filters.setdefault(key, []).append(str(value))
     return filters

@@ -346,16 +346,17 @@ class ImageStore:
                 chains.add(layer["chain_id"])
         return blobs, chains
 
-    def prune(self, all_images=False, grace_seconds=600):
+    def prune(self, all_images=False, grace_seconds=600, select=None):
         """Remove dangling (or, with all_images, unused) images and unreferenced data.
 
+        `select(image)`, if given, must also accept an image for it to go.
         Returns (events, bytes reclaimed).  Blobs no image references are
         deleted when older than `grace_seconds` (a pull may be writing them).
         """
         events = []
         before = sum(self.disk_usage())
         for image in self.list():
-            if (image.tag_refs and not all_images) or self.users(image.id):
+            if (image.tag_refs and not all_images) or self.users(image.id) or (select and not select(image)):
                 continue
             with self._transaction() as db:
                 db.execute("DELETE FROM refs WHERE image_id = ?", (image.id,))
