@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from test_engine_api import client  # noqa: F401 - fixture
 from test_engine_cli import Vessel, _assert_clean, _read_until, busybox_tarball, vessel  # noqa: F401 - fixtures
 
 CGROUP_FILE = ("f() { cat /sys/fs/cgroup/$1 2>/dev/null || cat /sys/fs/cgroup/$2; }; ")
@@ -245,3 +246,35 @@ def test_bad_values_exit_125_and_create_nothing(vessel):
     assert vessel.ids() == [existing]
     assert os.listdir(os.path.join(vessel.root, "containers")) == [existing]
     assert os.listdir(os.path.join(vessel.root, "image", "snapshots", "active")) == [existing]
+
+
+def test_api_run_options_exec_and_logs(client):  # noqa: F811
+    from vessel.errors import InvalidArgument
+
+    box = client.containers.run("busybox", ["sh", "-c", "echo one; echo two >&2; exec sleep 100"], detach=True,
+                                name="apibox", cgroup_parent=client.cgroup, mem_limit="64m", memswap_limit="96m",
+                                cpu_shares=256, shm_size="32m", group_add=["tty"], oom_score_adj=300,
+                                sysctls={"kernel.msgmax": "4096"}, init=True, ipc_mode="shareable",
+                                log_config={"Type": "json-file", "Config": {"max-size": "1m"}})
+    host_config = box.attrs["HostConfig"]
+    assert (host_config["MemorySwap"], host_config["CpuShares"], host_config["ShmSize"]) == (96 << 20, 256, 32 << 20)
+    assert (host_config["GroupAdd"], host_config["OomScoreAdj"], host_config["Init"]) == (["tty"], 300, True)
+    code, output = box.exec_run("sh -c 'cat /proc/1/cmdline | tr \\\\0 \" \"; cat /proc/sys/kernel/msgmax'")
+    assert code == 0 and output.decode().split() == ["/sbin/docker-init", "--", "sh", "-c",
+                                                     "echo", "one;", "echo", "two", ">&2;", "exec", "sleep", "100",
+                                                     "4096"]
+    assert box.exec_run(["sh", "-c", "echo out; echo err >&2; exit 2"], demux=True) == (2, (b"out\n", b"err\n"))
+    assert box.exec_run("pwd", workdir="/tmp", user="nobody", environment={"A": "b"}).output == b"/tmp\n"
+    result = box.exec_run(["sh", "-c", "echo a; sleep 0.2; echo b >&2"], stream=True, demux=True)
+    assert result.exit_code is None and list(result.output) == [(b"a\n", None), (None, b"b\n")]
+    assert b"".join(box.exec_run("sh -c 'echo x; echo y'", stream=True).output) == b"x\ny\n"
+    stream = box.logs(stream=True, follow=True, timestamps=True)
+    first = next(stream)
+    assert first.endswith(b" one\n") and first[:4].isdigit()
+    box.stop(timeout=30)
+    assert [c.name for c in client.containers.list(all=True, filters={"status": "exited", "label": []})] == ["apibox"]
+    assert client.containers.list(all=True, filters={"before": "apibox"}) == []
+    with pytest.raises(InvalidArgument, match="Minimum memoryswap limit should be larger than memory limit"):
+        client.containers.create("busybox", "true", mem_limit="64m", memswap_limit="32m")
+    with pytest.raises(InvalidArgument, match="invalid filter 'status=sleeping'"):
+        client.containers.list(all=True, filters={"status": "sleeping"})
