@@ -278,3 +278,34 @@ def test_api_run_options_exec_and_logs(client):  # noqa: F811
         client.containers.create("busybox", "true", mem_limit="64m", memswap_limit="32m")
     with pytest.raises(InvalidArgument, match="invalid filter 'status=sleeping'"):
         client.containers.list(all=True, filters={"status": "sleeping"})
+
+
+def test_ps_filters_templates_logs_details_and_inspect_size(vessel, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    vessel("run", "--name", "first", "-l", "tier=web", "busybox", "sh", "-c", "echo hello")
+    vessel("run", "-d", "--name", "second", "-v", f"{data}:/data", "busybox", "sleep", "100")
+    vessel("create", "--name", "third", "--network", "host", "busybox", "sh", "-c",
+           "dd if=/dev/zero of=/f bs=1k count=8")
+    names = lambda *flags: vessel("ps", "-a", *flags, "--format", "{{.Names}}").stdout.split()  # noqa: E731
+    assert names() == ["third", "second", "first"]
+    assert names("-f", "since=first") == ["third", "second"] and names("-f", "before=second") == ["first"]
+    assert names("-f", "ancestor=busybox") == ["third", "second", "first"] and names("-f", "ancestor=other") == []
+    assert names("-f", f"volume={data}") == ["second"] and names("-f", "volume=/data") == ["second"]
+    assert names("-f", "network=host") == ["third"]
+    assert names("-f", "exited=0") == ["first"] and names("-n", "2") == ["third", "second"]
+    assert names("-l") == ["third"] and names("-f", "is-task=false") == ["third", "second", "first"]
+    result = vessel("ps", "-a", "-f", "status=sleeping", code=125)
+    assert result.stderr == "Error: invalid filter 'status=sleeping'\n"
+    labels = vessel("ps", "-a", "--format", '{{.Names}}:{{.Label "tier"}}').stdout.split()
+    assert labels == ["third:", "second:", "first:web"]
+    assert len(vessel("ps", "--no-trunc", "--format", "{{.ID}}").stdout.strip()) == 64
+    vessel("start", "-a", "third")
+    sized = vessel("ps", "-a", "-f", "name=third", "--format", "{{.Size}}").stdout
+    assert sized.split()[0].endswith("kB") and "(virtual " in sized
+    document = json.loads(vessel("inspect", "-s", "third").stdout)[0]
+    assert document["SizeRw"] >= 8192 and document["SizeRootFs"] > document["SizeRw"]
+    assert "SizeRw" not in json.loads(vessel("inspect", "third").stdout)[0]
+    assert vessel("logs", "--details", "first").stdout == " hello\n"
+    stamped = vessel("logs", "-t", "--details", "first").stdout
+    assert stamped.endswith("Z  hello\n")
