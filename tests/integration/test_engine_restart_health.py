@@ -135,8 +135,8 @@ def test_start_all_by_restart_policy_after_a_boot(vessel, names):
     vessel("stop", "-t", "0", always, unless_stopped, plain)
     # what a reboot leaves: `unless` was running, no one stopped it; its process is gone
     vessel("rm", "-f", unless)
-    vessel("run", "-d", "--name", unless, "--restart", "unless-stopped", "busybox", "sh", "-c", "kill -9 $$")
-    vessel("update", "--restart", "no", unless)
+    crash_once = "[ -e /crashed ] && exec sleep 60; touch /crashed; kill -9 $$"
+    vessel("run", "-d", "--name", unless, "busybox", "sh", "-c", crash_once)
     _until(lambda: _state(vessel, unless)[0]["Status"] == "exited", what="the crash")
     vessel("update", "--restart", "unless-stopped", unless)
     started = vessel("start", "--all", "--by-restart-policy").stdout.split()
@@ -264,3 +264,25 @@ def test_python_api(vessel, names):
         with pytest.raises(InvalidArgument, match="Conflicting options"):
             client.containers.create("busybox", "true", restart_policy={"Name": "always"}, auto_remove=True)
         box.remove(force=True)
+
+
+def test_a_monitor_handoff_keeps_the_back_off_timers_and_the_health(vessel, names):
+    import signal
+
+    from vessel.api import Client
+
+    waiting, checked = names("handoff"), names("handoff")
+    vessel("run", "-d", "--name", checked, "--health-cmd", "true", "--health-interval", "200ms", "busybox",
+           "sleep", "60")
+    _until(lambda: (_health(vessel, checked) or {}).get("Status") == "healthy", what="healthy")
+    vessel("run", "-d", "--name", waiting, "--restart", "always", "busybox", "sh", "-c", "exit 1")
+    _until(lambda: _state(vessel, waiting)[0]["Status"] == "restarting", what="a back-off wait")
+    with Client(vessel.root, vessel.runroot) as client:
+        monitor = client.containers.get(checked).record.supervisor_pid
+    os.kill(monitor, signal.SIGHUP)
+    count = _state(vessel, waiting)[1]
+    _until(lambda: _state(vessel, waiting)[1] >= count + 2, what="restarts after the handoff")
+    last = _health(vessel, checked)["Log"][-1]["Start"]
+    _until(lambda: _health(vessel, checked)["Log"][-1]["Start"] > last, what="probes after the handoff")
+    assert _health(vessel, checked)["Status"] == "healthy"
+    vessel("rm", "-f", waiting, checked)

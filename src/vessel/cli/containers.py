@@ -338,16 +338,7 @@ def _start_all(client, filters, by_restart_policy):
 
     stopped = [c.record for c in client.containers.list(all=True, filters=filters)
                if c.status in ("created", "exited")]
-    if by_restart_policy:
-        results = restart.start_due_after_boot(client.engine, stopped)
-    else:
-        results = []
-        for record in stopped:
-            try:
-                client.engine.start(record.id)
-                results.append((record, None))
-            except VesselError as exc:
-                results.append((record, exc))
+    results = restart.start_each(client.engine, restart.due_after_boot(stopped) if by_restart_policy else stopped)
     failed = False
     for record, error in results:
         if error is None:

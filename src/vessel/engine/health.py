@@ -272,8 +272,10 @@ def watch(monitor, record):
     if current is None:
         return
     health = current.health or HealthState()
-    health.status, health.failing_streak = STARTING, 0
-    save(monitor.engine.state, record.id, health)
+    if not any(result.start >= current.started for result in health.log):
+        # a new run (a monitor taking over after a handoff keeps what this run's probes found)
+        health.status, health.failing_streak = STARTING, 0
+        save(monitor.engine.state, record.id, health)
     watcher = _Watcher(monitor, current, healthcheck)
     _watchers[record.id] = watcher
     watcher.schedule()

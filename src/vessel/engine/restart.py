@@ -9,8 +9,8 @@ fires and the monitor starts the container again. A user's `stop` (or `kill` wit
 SIGKILL or the stop signal) marks the container manually stopped, which
 cancels any pending restart and every later one until the user starts it.
 
-There is no daemon that restarts at boot: `start_due_after_boot` (`vessel start
---all --by-restart-policy`) starts what Docker's daemon would start when it
+There is no daemon that restarts at boot: `vessel start --all --by-restart-policy`
+starts what `due_after_boot` selects, what Docker's daemon would start when it
 comes up.
 """
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from vessel.errors import InvalidArgument
 
-__all__ = ["RestartPolicy", "POLICIES", "after_exit", "decide", "next_delay", "mark_stopped",
-           "start_due_after_boot"]
+__all__ = ["RestartPolicy", "POLICIES", "after_exit", "decide", "next_delay", "mark_stopped", "resume",
+           "due_after_boot", "start_each"]
 
 POLICIES = ("no", "always", "on-failure", "unless-stopped")
 FIRST_DELAY = 0.1           # seconds; Docker's defaultTimeout
@@ -133,6 +133,14 @@ def _restart_due(monitor, container_id):
     monitor.restart(record)
 
 
+def resume(monitor):
+    """A successor monitor (after a handoff) sets the timers of the containers waiting to restart again."""
+    from vessel.engine.state import RESTARTING
+
+    for record in monitor.engine.state.all((RESTARTING,)):
+        monitor.call_later(record.restart_delay, lambda container_id=record.id: _restart_due(monitor, container_id))
+
+
 def mark_stopped(engine, container_id):
     """The user stopped or killed it: no restart now (a pending one is cancelled) nor after later exits."""
     from vessel.engine.state import EXITED, RESTARTING
@@ -142,23 +150,28 @@ def mark_stopped(engine, container_id):
                    "WHERE id = ?", (RESTARTING, EXITED, container_id))
 
 
-def start_due_after_boot(engine, records):
-    """Start the stopped containers among `records` that Docker's daemon restarts when it comes up.
+def due_after_boot(records):
+    """The stopped containers among `records` that Docker's daemon restarts when it comes up.
 
     always: every one that ran before; unless-stopped: unless the user stopped
-    it; on-failure: after a non-zero exit while retries remain. Returns
-    [(record, error or None)].
+    it; on-failure: after a non-zero exit while retries remain.
     """
     from vessel.engine.state import EXITED
 
+    return [record for record in records
+            if record.status == EXITED and decide(record.config.restart_policy, record.exit_code,
+                                                  record.restart_count, record.manually_stopped)]
+
+
+def start_each(engine, records):
+    """Start every record, one failure not stopping the others: [(record, VesselError or None)]."""
+    from vessel.errors import VesselError
+
     results = []
     for record in records:
-        if record.status != EXITED or not decide(record.config.restart_policy, record.exit_code,
-                                                 record.restart_count, record.manually_stopped):
-            continue
         try:
             engine.start(record.id)
-        except Exception as exc:  # noqa: BLE001 - one container's failure does not stop the others
+        except VesselError as exc:
             results.append((record, exc))
             continue
         results.append((record, None))
