@@ -270,7 +270,7 @@ def test_bind_mounts(vessel, tmp_path):
     assert "Read-only file system" in result.stderr
     vessel("run", "--rm", "-v", f"{data}:/deep/data", "busybox", "sh", "-c", "echo back > /deep/data/out.txt")
     assert (data / "out.txt").read_text() == "back\n"
-    vessel("run", "--rm", "-v", "relative:/x", "busybox", "true", code=125)
+    vessel("run", "--rm", "-v", "relative/dir:/x", "busybox", "true", code=125)  # neither a path nor a name
 
 
 def test_user_resolution(vessel):
