@@ -4,7 +4,14 @@ import click
 
 from vessel.errors import VesselError
 
-__all__ = ["for_each"]
+__all__ = ["client", "for_each"]
+
+
+def client(obj):
+    """The Python API's Client on the command's state root and runtime root."""
+    from vessel.api import Client
+
+    return Client(obj.root, obj.runroot)
 
 
 def for_each(names, action):

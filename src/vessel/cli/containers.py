@@ -16,6 +16,7 @@ import click
 
 from vessel.cli.images import human_duration, human_size, render, table
 from vessel.cli.common import for_each
+from vessel.cli.filesystem import commit, cp
 from vessel.errors import InvalidArgument, NotFound, VesselError
 
 _RUN_SETTINGS = {"help_option_names": ["--help"], "allow_interspersed_args": False}
@@ -851,3 +852,5 @@ for _command in (run, create, start, stop, restart, attach, kill, rm, ps, logs, 
 container.add_command(ps, "ls")
 container.add_command(ps, "list")
 container.add_command(rm, "remove")
+container.add_command(cp)
+container.add_command(commit)

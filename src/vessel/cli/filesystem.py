@@ -7,13 +7,10 @@ import sys
 
 import click
 
+from vessel.cli.common import client
 from vessel.errors import InvalidArgument, VesselError
 
 
-def _client(obj):
-    from vessel.api import Client
-
-    return Client(obj.root, obj.runroot)
 
 
 def split_location(argument):
@@ -69,10 +66,10 @@ def cp(obj, archive, follow_link, quiet, source, destination):
         raise InvalidArgument("copying between containers is not supported")
     if not source_container and not target_container:
         raise InvalidArgument("must specify at least one container source")
-    client = _client(obj)
+    api = client(obj)
     try:
         if source_container:
-            with client.engine.filesystem(source_container) as (_, root):
+            with api.engine.filesystem(source_container) as (_, root):
                 if target_path == "-":
                     name = posixpath.basename(posixpath.normpath(source_path)) or "."
                     copy.write_tar(copy.entries(root, source_path, name, follow_link), sys.stdout.buffer)
@@ -82,7 +79,7 @@ def cp(obj, archive, follow_link, quiet, source, destination):
                     copy.copy(root, source_path, host, _local(target_path), follow_link,
                               None if archive else (os.geteuid(), os.getegid()))
             return
-        with client.engine.filesystem(target_container) as (_, root):
+        with api.engine.filesystem(target_container) as (_, root):
             owner = None if archive else (0, 0)
             if source_path == "-":
                 directory = copy.open_directory(root, target_path)
@@ -96,7 +93,7 @@ def cp(obj, archive, follow_link, quiet, source, destination):
     except OSError as exc:
         raise VesselError(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)) from None
     finally:
-        client.close()
+        api.close()
 
 
 @click.command("commit")
@@ -110,10 +107,10 @@ def cp(obj, archive, follow_link, quiet, source, destination):
 @click.pass_obj
 def commit(obj, author, changes, message, pause, container, repository):
     """Create a new image from a container's changes."""
-    client = _client(obj)
+    api = client(obj)
     try:
-        image = client.engine.commit(container, repository, author=author, message=message, changes=changes,
+        image = api.engine.commit(container, repository, author=author, message=message, changes=changes,
                                      pause=pause)
     finally:
-        client.close()
+        api.close()
     click.echo(image.id)

@@ -9,14 +9,11 @@ import sys
 
 import click
 
+from vessel.cli.common import client
 from vessel.cli.images import created_since, human_size, render, table
 from vessel.errors import InvalidArgument
 
 
-def _client(obj):
-    from vessel.api import Client
-
-    return Client(obj.root, obj.runroot)
 
 
 # -- events ----------------------------------------------------------------------
@@ -33,9 +30,9 @@ def events(obj, since, until, filters, fmt):
 
     parsed = recorded.parse_filters(filters)
     start, end = recorded.parse_time(since), recorded.parse_time(until)
-    client = _client(obj)
+    api = client(obj)
     try:
-        for event in recorded.follow(client.engine.state, start, end, parsed):
+        for event in recorded.follow(api.engine.state, start, end, parsed):
             if fmt:
                 template = "{{json .}}" if fmt == "json" else fmt
                 click.echo(render(template, [event.to_docker()]))
@@ -45,7 +42,7 @@ def events(obj, since, until, filters, fmt):
     except KeyboardInterrupt:
         pass
     finally:
-        client.close()
+        api.close()
 
 
 # -- system df -------------------------------------------------------------------
@@ -119,11 +116,11 @@ def _truncate(command, width=20):
 @click.pass_obj
 def system_df(obj, verbose, fmt):
     """Show disk usage."""
-    client = _client(obj)
+    api = client(obj)
     try:
-        usage = client.df()
+        usage = api.df()
     finally:
-        client.close()
+        api.close()
     if fmt:
         click.echo(render("{{json .}}" if fmt == "json" else fmt, df_rows(usage)))
     elif verbose:
@@ -176,22 +173,22 @@ def system_prune(obj, all_images, volumes, force, filters):
         click.echo(_prune_warning(all_images, volumes))
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
-    client = _client(obj)
+    api = client(obj)
     try:
-        result = client.containers.prune(filters=parsed)
+        result = api.containers.prune(filters=parsed)
         reclaimed = result["SpaceReclaimed"]
         with Networks(obj.root) as nets:
             networks = nets.prune(lambda net: selected(net["labels"], system.rfc3339_seconds(net["created"])))
-        deleted_volumes, volume_bytes = client.engine.volumes.prune(filters=parsed) if volumes else ([], 0)
-        image_events, image_bytes = client.engine.images.prune(
+        deleted_volumes, volume_bytes = api.engine.volumes.prune(filters=parsed) if volumes else ([], 0)
+        image_events, image_bytes = api.engine.images.prune(
             all_images=all_images,
             select=lambda image: selected(image.config.config.labels, system.rfc3339_seconds(image.created)))
         for kind, size in (("container", result["SpaceReclaimed"]), ("network", 0), ("volume", volume_bytes),
                            ("image", image_bytes)):
-            recorded.record(client.engine.state, kind, "prune", "", {"reclaimed": size})
+            recorded.record(api.engine.state, kind, "prune", "", {"reclaimed": size})
         reclaimed += volume_bytes + image_bytes
     finally:
-        client.close()
+        api.close()
     _section("Deleted Containers:", result["ContainersDeleted"])
     _section("Deleted Networks:", networks)
     _section("Deleted Volumes:", deleted_volumes)
@@ -243,20 +240,20 @@ def _info_text(info):
 @click.pass_obj
 def info(obj, fmt):
     """Display system-wide information."""
-    client = _client(obj)
+    api = client(obj)
     try:
-        document = dict(client.info(), ClientInfo=_client_info())
+        document = dict(api.info(), ClientInfo=_client_info())
     finally:
-        client.close()
+        api.close()
     click.echo(render("{{json .}}" if fmt == "json" else fmt, [document]) if fmt else _info_text(document))
 
 
 def _version_text(document):
-    client, server = document["Client"], document["Server"]
+    own, server = document["Client"], document["Server"]
     lines = ["Client:"]
-    for label, value in (("Version", client["Version"]), ("API version", client["ApiVersion"]),
-                         ("Python version", client["GoVersion"]), ("OS/Arch", f"{client['Os']}/{client['Arch']}"),
-                         ("Context", client["Context"])):
+    for label, value in (("Version", own["Version"]), ("API version", own["ApiVersion"]),
+                         ("Python version", own["GoVersion"]), ("OS/Arch", f"{own['Os']}/{own['Arch']}"),
+                         ("Context", own["Context"])):
         lines.append(f" {label + ':':<18} {value}")
     lines += ["", f"Server: {server['Platform']['Name']}", " Engine:"]
     for label, value in (("Version", server["Version"]),
@@ -274,9 +271,8 @@ def version(fmt):
     from vessel.engine import system
 
     server = system.version()
-    client = {key: server[key] for key in ("Version", "ApiVersion", "GitCommit", "GoVersion", "Os", "Arch",
-                                           "BuildTime")}
-    document = {"Client": dict(client, DefaultAPIVersion=server["ApiVersion"], Context="default"),
+    own = {key: server[key] for key in ("Version", "ApiVersion", "GitCommit", "GoVersion", "Os", "Arch", "BuildTime")}
+    document = {"Client": dict(own, DefaultAPIVersion=server["ApiVersion"], Context="default"),
                 "Server": server}
     click.echo(render("{{json .}}" if fmt == "json" else fmt, [document]) if fmt else _version_text(document))
 
