@@ -44,7 +44,11 @@ _IDLE_GRACE = 2.0          # an idle monitor waits this long for the next start 
 _DRAIN_TIMEOUT = 2.0       # output is still read this long after the init exited
 _CLIENT_BACKLOG = 8 << 20  # an attach client that falls this many bytes behind is dropped
 _RUNTIME_TIMEOUT = 120
-_OWN_RUNTIME_VERBS = ("create", "start", "delete", "state", "kill", "exec")
+# vessel.runtime modules its verbs import on first use: imported once in the monitor, not in every child
+_RUNTIME_MODULES = ("verbs.create", "verbs.start", "verbs.delete", "verbs.state", "verbs.kill", "verbs.exec",
+                    "launcher", "init", "process", "rootfs", "terminal", "relay", "hooks", "capabilities",
+                    "cgroups", "cgroups.manager", "cgroups.v1", "cgroups.v2", "cgroups.devices",
+                    "cgroups.resources", "seccomp", "seccomp.compiler", "seccomp.config", "seccomp.kernel")
 _HANDOFF_FDS = 200         # fds per handoff message (SCM_RIGHTS takes at most 253)
 
 
@@ -280,6 +284,14 @@ def _own_runtime_args(runtime):
     if len(runtime) > 3 and runtime[1] == "-IS" and runtime[2] == "-c" and "vessel.runtime.cli" in runtime[3]:
         return list(runtime[4:])
     return None
+
+
+def _preload_runtime():
+    import importlib
+
+    for name in _RUNTIME_MODULES:
+        if f"vessel.runtime.{name}" not in sys.modules:
+            importlib.import_module(f"vessel.runtime.{name}")
 
 
 def _hook(module, name):
@@ -816,8 +828,7 @@ class Monitor:
                     os.close(devnull)
         from vessel.runtime import cli
 
-        for verb in _OWN_RUNTIME_VERBS:  # imported once here, not in every child
-            __import__(f"vessel.runtime.verbs.{cli.VERBS[verb][0]}")
+        _preload_runtime()
         pid = os.fork()
         if pid != 0:
             return pid
