@@ -343,3 +343,17 @@ def test_bad_input_leaves_nothing(vessel, names):
     assert len(err.strip().splitlines()) == 1
     assert _leftovers(vessel) == {}
     vessel("rm", "clash")
+
+
+def test_restart_by_policy_keeps_address_and_ports(vessel, names):
+    net = names("net")
+    vessel("network", "create", net)
+    port = _free_port()
+    # serves for a moment, then fails: the on-failure policy starts it again
+    vessel("run", "-d", "--name", "web", "--network", net, "--restart", "on-failure:1", "-p", f"{port}:80",
+           "busybox", "sh", "-c", "echo hello > /index.html; httpd -p 80 -h /; sleep 1; exit 3")
+    address = _address(vessel, "web", net)
+    _eventually(lambda: _inspect(vessel, "web")["RestartCount"] == 1, timeout=30)
+    _eventually(lambda: _inspect(vessel, "web")["State"]["Running"], timeout=30)
+    assert _address(vessel, "web", net) == address
+    assert _http_get(port) == "hello\n"

@@ -42,9 +42,29 @@ def netns_path(engine, container_id):
 
 
 def _networks(engine):
+    """The root's Networks (kernel changes: loads pyroute2)."""
     from vessel.network.manager import Networks
 
     return Networks(engine.root)
+
+
+def _store(engine):
+    """The root's network database alone: lookups without loading the kernel side."""
+    import contextlib
+
+    from vessel.network.store import Store
+
+    return contextlib.closing(Store(engine.root))
+
+
+def _find_network(store, name):
+    """A network's row; None for the default network of a root that has not made it yet."""
+    try:
+        return store.find_network(name)
+    except NotFound:
+        if name == DEFAULT_NETWORK:
+            return None
+        raise
 
 
 # -- create -------------------------------------------------------------------------
@@ -74,14 +94,16 @@ def prepare_config(engine, config, image_config):
     for attachment in config.networks:
         if attachment.network == DEFAULT_ALIAS:
             attachment.network = DEFAULT_NETWORK
-    with _networks(engine) as nets:
+    with _store(engine) as store:
         seen = set()
         for attachment in config.networks:
-            net = nets.get(attachment.network)
-            if net["id"] in seen:
+            net = _find_network(store, attachment.network)
+            key = net["id"] if net else DEFAULT_NETWORK
+            if key in seen:
                 raise Conflict(f"container cannot be connected to network {attachment.network} twice")
-            seen.add(net["id"])
-            _check_attachment(net, attachment)
+            seen.add(key)
+            _check_attachment(net or {"predefined": 1, "name": DEFAULT_NETWORK, "subnet": None, "subnet6": None},
+                              attachment)
     if config.publish_all:
         published = {binding.key for binding in config.ports}
         for key in config.expose:
@@ -150,6 +172,10 @@ def teardown(engine, record):
     if not is_bridge_mode(record.config.network_mode):
         return
     path = netns_path(engine, record.id)
+    if not os.path.exists(path):
+        with _store(engine) as store:
+            if not store.endpoints(container_id=record.id):
+                return
     with _networks(engine) as nets:
         for endpoint in nets.endpoints(container_id=record.id):
             nets.detach(endpoint)
