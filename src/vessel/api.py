@@ -24,7 +24,7 @@ from vessel.engine.model import (DEFAULT_NETWORK_MODE, ContainerConfig, NetworkA
                                  parse_tmpfs, validate_name)
 from vessel.engine.health import Healthcheck
 from vessel.engine.restart import RestartPolicy
-from vessel.engine.model import parse_mount, parse_volume
+from vessel.engine.model import label_matches as _label_matches, parse_mount, parse_volume
 from vessel.errors import Conflict, InvalidArgument, NotFound, VesselError
 
 __all__ = ["Client", "Container", "ContainerError", "ExecResult", "Volume", "from_env", "DEFAULT_ROOT"]
@@ -241,8 +241,11 @@ def build_config(image, command=None, *, entrypoint=None, environment=None, work
     memory = parse_bytes(mem_limit, "-m, --memory") if isinstance(mem_limit, str) else int(mem_limit or 0)
     if memory and memory < 6 * 1024 * 1024:
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    seccomp_profile = {}
     for option in security_opt or []:
-        if option not in _SECURITY_OPTS and not option.startswith("label"):
+        if option.startswith(("seccomp=", "seccomp:")) and option not in _SECURITY_OPTS:
+            seccomp_profile = load_seccomp_profile(option[len("seccomp="):])
+        elif option not in _SECURITY_OPTS and not option.startswith("label"):
             raise InvalidArgument(f"invalid --security-opt: {option!r}")
     if stop_signal:
         from vessel.runtime.signals import parse_signal
@@ -275,7 +278,8 @@ def build_config(image, command=None, *, entrypoint=None, environment=None, work
         ulimits=[u if isinstance(u, Ulimit) else Ulimit.parse(u) for u in ulimits or []],
         read_only=bool(read_only), cap_add=parse_capabilities(cap_add or []),
         cap_drop=parse_capabilities(cap_drop or []), privileged=bool(privileged),
-        seccomp_unconfined=any(o.startswith("seccomp") for o in security_opt or []),
+        seccomp_unconfined=any(o in ("seccomp=unconfined", "seccomp:unconfined") for o in security_opt or []),
+        seccomp_profile=seccomp_profile,
         no_new_privileges=any(o.startswith("no-new-privileges") and not o.endswith("false")
                               for o in security_opt or []),
         stop_signal=stop_signal or "SIGTERM", stop_timeout=10 if stop_timeout is None else int(stop_timeout),
@@ -306,6 +310,24 @@ def _size(value, flag):
     if isinstance(value, str):
         return -1 if value.strip() == "-1" else parse_bytes(value, flag)
     return int(value or 0)
+
+
+def load_seccomp_profile(path):
+    """A seccomp profile file in Docker's format (or OCI's), read once at create as dockerd does."""
+    import json
+
+    try:
+        with open(path, "rb") as handle:
+            profile = json.loads(handle.read())
+    except OSError as exc:
+        raise InvalidArgument(f"opening seccomp profile ({path}) failed: {exc.strerror.lower()}") from None
+    except ValueError as exc:
+        raise InvalidArgument(f"Decoding seccomp profile failed: {exc}") from None
+    if not isinstance(profile, dict) or not isinstance(profile.get("defaultAction"), str) or \
+            not isinstance(profile.get("syscalls", []), list):
+        raise InvalidArgument(f"Decoding seccomp profile failed: {path}: not a seccomp profile (defaultAction, "
+                              "syscalls)")
+    return profile
 
 
 def _host_options(config, log_config=None, *, memswap_limit=0, mem_reservation=0, cpu_shares=0, cpu_period=0,
@@ -562,11 +584,6 @@ def matches(record, filters):
         if not ok:
             return False
     return True
-
-
-def _label_matches(labels, text):
-    key, sep, value = text.partition("=")
-    return key in labels and (not sep or labels[key] == value)
 
 
 class Container:

@@ -204,6 +204,31 @@ def test_exec_env_file_privileged_and_codes(vessel, tmp_path):
     vessel("exec", "box", "/etc/passwd", code=126)
 
 
+def test_seccomp_profile_in_dockers_format(vessel, tmp_path):
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+                    {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": ["chmod", "fchmod", "fchmodat"], "action": "SCMP_ACT_ERRNO",
+             "includes": {"caps": ["CAP_SYS_ADMIN"]}, "comment": "only when the container has CAP_SYS_ADMIN"},
+        ],
+    }
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(profile))
+    script = "mkdir /made 2>&1; chmod 600 /etc/hostname 2>&1 && echo chmod-ok"
+    output = vessel("run", "--rm", "--security-opt", f"seccomp={path}", "busybox", "sh", "-c", script).stdout
+    assert "Operation not permitted" in output.splitlines()[0] and output.endswith("chmod-ok\n")
+    output = vessel("run", "--rm", "--security-opt", f"seccomp={path}", "--cap-add", "SYS_ADMIN", "busybox", "sh",
+                    "-c", script, code=1).stdout
+    assert "chmod-ok" not in output and output.count("Operation not permitted") == 2
+    (tmp_path / "broken.json").write_text("{not json")
+    result = vessel("run", "--rm", "--security-opt", f"seccomp={tmp_path / 'broken.json'}", "busybox", "true",
+                    code=125)
+    assert result.stderr.startswith("Error: Decoding seccomp profile failed:")
+
+
 BAD_FLAGS = [
     (["--memory", "12xyz"], 'invalid argument "12xyz" for "-m, --memory" flag'),
     (["--memory-swap", "32m"], "You should always set the Memory limit when using Memoryswap limit"),
@@ -234,6 +259,8 @@ BAD_FLAGS = [
     (["-d", "-a", "stdout"], "Conflicting options: -a and -d"),
     (["--detach-keys", "ctrl-1"], "Invalid detach keys (ctrl-1) provided"),
     (["--label-file", "/nonexistent/labels"], "open /nonexistent/labels: no such file or directory"),
+    (["--security-opt", "seccomp=/nonexistent/profile.json"],
+     "opening seccomp profile (/nonexistent/profile.json) failed: no such file or directory"),
 ]
 
 

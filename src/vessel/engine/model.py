@@ -95,6 +95,12 @@ _PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")
 MOUNT_TYPES = ("bind", "volume", "tmpfs")
 
 
+def label_matches(labels, text):
+    """Docker's label filter: `key` (present) or `key=value`."""
+    key, sep, value = text.partition("=")
+    return key in labels and (not sep or labels[key] == value)
+
+
 def validate_volume_name(name):
     """Docker's local volume name rule."""
     if not _VOLUME_NAME_RE.fullmatch(name):
@@ -433,6 +439,7 @@ class ContainerConfig:
     uts_mode: str = ""                                # "" or host
     sysctls: dict = field(default_factory=dict)
     init: bool = False                                # docker-init (tini) as PID 1
+    seccomp_profile: dict = field(default_factory=dict)  # --security-opt seccomp=FILE (Docker's format)
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     healthcheck: Healthcheck = None                   # the image's HEALTHCHECK merged with --health-*
 

@@ -369,12 +369,54 @@ def _host_options(spec, config, container_id, rootfs, private_dir, peer_pid):
         gids = process["user"].setdefault("additionalGids", [])
         gids += [g for g in resolve_groups(rootfs, config.group_add) if g not in gids]
     _namespace_modes(spec, config, container_id, private_dir, peer_pid)
+    if config.seccomp_profile and not config.privileged:
+        linux["seccomp"] = oci_seccomp(config.seccomp_profile, process["capabilities"]["bounding"])
     if config.init:
         check_docker_init()
         _ensure_target(rootfs, DOCKER_INIT_TARGET, False)
         spec["mounts"].append({"destination": DOCKER_INIT_TARGET, "type": "bind", "source": DOCKER_INIT,
                                "options": ["rbind", "rprivate", "ro", "nosuid", "nodev"]})
         process["args"] = [DOCKER_INIT_TARGET, "--"] + process["args"]
+
+
+_GO_ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "armv7l": "arm", "ppc64le": "ppc64le",
+              "s390x": "s390x", "riscv64": "riscv64"}
+_SECCOMP_ARCHES = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "386": "SCMP_ARCH_X86",
+                   "arm": "SCMP_ARCH_ARM", "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X",
+                   "riscv64": "SCMP_ARCH_RISCV64"}
+
+
+def oci_seccomp(profile, capabilities):
+    """A seccomp profile in Docker's format (archMap, includes/excludes by caps, arches, minKernel) as the
+    OCI section for this host and these capabilities; an OCI section passes through unchanged."""
+    arch = _GO_ARCHES.get(os.uname().machine, os.uname().machine)
+    kernel = tuple(int(p) for p in os.uname().release.split("-")[0].split(".")[:2] if p.isdigit())
+
+    def new_enough(rule):
+        return kernel >= tuple(int(p) for p in rule["minKernel"].split(".")[:2])
+
+    def included(rule):  # every capability listed, the arch listed, the kernel at least minKernel
+        return all(c in capabilities for c in rule.get("caps") or []) and \
+            (not rule.get("arches") or arch in rule["arches"]) and (not rule.get("minKernel") or new_enough(rule))
+
+    def excluded(rule):  # any capability listed, the arch listed, or the kernel at least minKernel
+        return any(c in capabilities for c in rule.get("caps") or []) or arch in (rule.get("arches") or []) or \
+            bool(rule.get("minKernel") and new_enough(rule))
+
+    section = {k: v for k, v in profile.items() if k not in ("archMap", "syscalls")}
+    if "architectures" not in section and profile.get("archMap"):
+        own = _SECCOMP_ARCHES.get(arch)
+        for entry in profile["archMap"]:
+            if entry.get("architecture") == own:
+                section["architectures"] = [own] + list(entry.get("subArchitectures") or [])
+    section["syscalls"] = []
+    for rule in profile.get("syscalls") or []:
+        if included(rule.get("includes") or {}) and not excluded(rule.get("excludes") or {}):
+            section["syscalls"].append({k: v for k, v in rule.items()
+                                        if k not in ("includes", "excludes", "comment", "name")})
+            if rule.get("name") and not rule.get("names"):
+                section["syscalls"][-1]["names"] = [rule["name"]]
+    return section
 
 
 def _add_device(linux, device):
