@@ -10,6 +10,7 @@ import sys
 import click
 
 from vessel.cli.common import client
+from vessel.cli.containers import binary_size
 from vessel.cli.images import created_since, human_size, render, table
 from vessel.errors import InvalidArgument
 
@@ -197,16 +198,6 @@ def system_prune(obj, all_images, volumes, force, filters):
 
 
 # -- info, version ---------------------------------------------------------------
-
-def binary_size(size):
-    """Docker's units.BytesSize: 4 significant digits in binary units (23.43GiB)."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.4g}{unit}"
-        value /= 1024
-    return f"{size}B"
-
 
 def _client_info():
     from vessel import __version__

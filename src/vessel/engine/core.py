@@ -18,7 +18,7 @@ import time
 from vessel.engine import networking
 from vessel.engine import names as naming
 from vessel.engine import health, restart, specgen
-from vessel.engine.volumes import Volumes, plan_mounts
+from vessel.engine.volumes import Volumes, plan_mounts, unmount_all
 from vessel.engine.model import ContainerConfig
 from vessel.engine.state import CREATED, DEAD, EXITED, PAUSED, REMOVING, RESTARTING, RUNNING, Record, State
 from vessel.errors import Conflict, InvalidArgument, NotFound, Unavailable, Unsupported, VesselError
@@ -297,14 +297,7 @@ class Engine:
         return target
 
     def unmount_rootfs(self, record):
-        target = self.rootfs(record.id)
-        while True:
-            try:
-                linux.umount2(target, linux.MNT_DETACH)
-            except OSError as exc:
-                if exc.errno in (_EINVAL, _ENOENT):
-                    return
-                raise
+        unmount_all(self.rootfs(record.id))
 
     def prepare_bundle(self, record):
         """Mount the rootfs, set up the network namespace, write config.json; undone again on failure."""
@@ -808,7 +801,18 @@ class Engine:
                 stack.callback(linux.umount2, root, linux.MNT_DETACH)
             fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             stack.callback(os.close, fd)
+            if record.status in (RUNNING, PAUSED) and not self._is_init(record):
+                raise Conflict(f"container {record.id[:12]} is not running")  # exited and its pid reused
             yield record, fd
+
+    @staticmethod
+    def _is_init(record):
+        """Whether the process record.pid is (still) in the container's cgroup."""
+        try:
+            with open(f"/proc/{record.pid}/cgroup") as handle:
+                return record.pid > 0 and record.id in handle.read()
+        except OSError:
+            return False
 
     def logs(self, record, follow=False, tail=None, since=None, until=None):
         """(stream, text, time) entries; with `follow`, new ones until the container stops."""
