@@ -310,7 +310,7 @@ def test_network_modes(vessel):
         host_count = len(handle.read().splitlines()[2:])
     host = vessel("run", "--rm", "--network", "host", "busybox", "cat", "/proc/net/dev").stdout
     assert len(host.splitlines()[2:]) == host_count
-    vessel("run", "--rm", "--network", "bridge", "busybox", "true", code=125)
+    vessel("run", "--rm", "--network", "nosuchnetwork", "busybox", "true", code=125)
     hosts = vessel("run", "--rm", "--add-host", "db:10.1.2.3", "-h", "myhost", "busybox", "sh", "-c",
                    "hostname; cat /etc/hosts").stdout
     assert hosts.startswith("myhost\n") and "10.1.2.3\tdb" in hosts
@@ -322,8 +322,8 @@ def test_bad_input_creates_nothing(vessel):
     assert result.stderr.startswith("Error: invalid argument \"12xyz\" for \"-m, --memory\" flag")
     result = vessel("run", "--restart", "sometimes", "busybox", "true", code=125)
     assert "invalid restart policy" in result.stderr
-    result = vessel("run", "--restart", "always", "busybox", "true", code=125)
-    assert "not supported yet" in result.stderr
+    result = vessel("run", "--restart", "always", "--rm", "busybox", "true", code=125)
+    assert "Conflicting options: --restart and --rm" in result.stderr
     vessel("run", "--name", "bad/name", "busybox", "true", code=125)
     vessel("run", "--cap-add", "NOT_A_CAP", "busybox", "true", code=125)
     vessel("run", "--ulimit", "nofile=x", "busybox", "true", code=125)
@@ -538,7 +538,7 @@ def test_update_and_prune(vessel):
     host_config = json.loads(vessel("inspect", "resized").stdout)[0]["HostConfig"]
     assert host_config["Memory"] == 128 << 20 and host_config["PidsLimit"] == 20
     vessel("update", "--memory", "12xyz", "resized", code=125)
-    vessel("update", "--restart", "always", "resized", code=125)
+    vessel("update", "--restart", "sometimes", "resized", code=125)
     vessel("run", "--name", "done1", "busybox", "true")
     vessel("create", "--name", "fresh", "busybox", "true")
     output = vessel("container", "prune", "-f").stdout.splitlines()
@@ -546,21 +546,26 @@ def test_update_and_prune(vessel):
     assert vessel("ps", "-a", "--format", "{{.Names}}").stdout == "resized\n"
 
 
-def test_detach_keys_leave_the_container_running(vessel):
+def detach_from_run(vessel, name, flags, typed):
+    """`run -it` a shell on a pty, type `typed` at its prompt; the run must leave with 0, the container run on."""
     master, slave = os.openpty()
-    proc = vessel.popen("run", "-it", "--name", "detachable", "busybox", "sh", stdin=slave, stdout=slave,
+    proc = vessel.popen("run", "-it", "--name", name, *flags, "busybox", "sh", stdin=slave, stdout=slave,
                         stderr=slave, start_new_session=True)
     os.close(slave)
     try:
         assert b"# " in _read_until(master, b"# ")
-        os.write(master, b"\x10\x11")
+        os.write(master, typed)
         assert proc.wait(timeout=15) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         os.close(master)
-    assert vessel("ps", "--format", "{{.Names}} {{.State}}").stdout == "detachable running\n"
+    assert vessel("ps", "--format", "{{.Names}} {{.State}}").stdout == f"{name} running\n"
+
+
+def test_detach_keys_leave_the_container_running(vessel):
+    detach_from_run(vessel, "detachable", [], b"\x10\x11")
     assert vessel("exec", "detachable", "echo", "still here").stdout == "still here\n"
 
 

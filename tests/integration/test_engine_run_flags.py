@@ -7,12 +7,11 @@ import json
 import os
 import pwd
 import socket
-import subprocess
 
 import pytest
 
 from test_engine_api import client  # noqa: F401 - fixture
-from test_engine_cli import Vessel, _assert_clean, _read_until, busybox_tarball, vessel  # noqa: F401 - fixtures
+from test_engine_cli import _assert_clean, busybox_tarball, detach_from_run, vessel  # noqa: F401 - fixtures
 
 CGROUP_FILE = ("f() { cat /sys/fs/cgroup/$1 2>/dev/null || cat /sys/fs/cgroup/$2; }; ")
 
@@ -150,21 +149,8 @@ def test_attach_cidfile_label_file_and_workdir(vessel, tmp_path):
 
 
 def test_detach_keys(vessel):
-    master, slave = os.openpty()
-    proc = vessel.popen("run", "-it", "--name", "keyed", "--detach-keys", "ctrl-a,x", "busybox", "sh",
-                        stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
-    try:
-        assert b"# " in _read_until(master, b"# ")
-        os.write(master, b"\x10\x11")  # the default keys are just input now
-        os.write(master, b"\x01x")
-        assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    assert vessel("ps", "--format", "{{.Names}} {{.State}}").stdout == "keyed running\n"
+    # the default keys are just input now; ctrl-a x detaches
+    detach_from_run(vessel, "keyed", ["--detach-keys", "ctrl-a,x"], b"\x10\x11\x01x")
 
 
 def test_user_files_are_read_inside_the_root(vessel):
