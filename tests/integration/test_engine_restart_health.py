@@ -286,3 +286,13 @@ def test_a_monitor_handoff_keeps_the_back_off_timers_and_the_health(vessel, name
     _until(lambda: _health(vessel, checked)["Log"][-1]["Start"] > last, what="probes after the handoff")
     assert _health(vessel, checked)["Status"] == "healthy"
     vessel("rm", "-f", waiting, checked)
+
+
+def test_a_signal_that_is_not_a_stop_still_restarts(vessel, names):
+    name = names("hup")
+    vessel("run", "-d", "--name", name, "--restart", "always", "busybox", "sh", "-c",
+           "trap 'exit 3' HUP; sleep 60 & wait")
+    vessel("kill", "-s", "HUP", name)       # Docker: only SIGKILL or the stop signal cancel the policy
+    _until(lambda: _state(vessel, name)[1] == 1 and _state(vessel, name)[0]["Status"] == "running",
+           what="a restart")
+    vessel("rm", "-f", name)

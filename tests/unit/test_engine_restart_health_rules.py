@@ -5,7 +5,7 @@ import pytest
 from vessel.engine import health
 from vessel.engine.health import Healthcheck, HealthState, ProbeResult, parse_duration
 from vessel.engine.model import ContainerConfig
-from vessel.engine.restart import RestartPolicy, decide, next_delay
+from vessel.engine.restart import RestartPolicy, decide, due_after_boot, next_delay
 from vessel.errors import InvalidArgument
 
 
@@ -72,7 +72,8 @@ def test_parse_duration(text, nanoseconds):
 @pytest.mark.parametrize("text,reason", [("5", "missing unit"), ("abc", "invalid duration"), ("", "invalid duration"),
                                          ("3x", "unknown unit \"x\""), ("1m3", "missing unit")])
 def test_parse_duration_errors(text, reason):
-    with pytest.raises(InvalidArgument, match=f'invalid argument "{text}" for "--health-interval" flag: time: {reason}'):
+    expected = f'invalid argument "{text}" for "--health-interval" flag: time: {reason}'
+    with pytest.raises(InvalidArgument, match=expected):
         parse_duration(text, "--health-interval")
 
 
@@ -142,3 +143,19 @@ def test_output_is_truncated_like_docker():
     assert health.truncate_output(b"ok\n") == "ok\n"
     long = health.truncate_output(b"x" * 5000)
     assert len(long) == 4096 + 3 and long.endswith("...")
+
+
+def test_what_a_boot_starts():
+    from types import SimpleNamespace
+
+    def record(name, policy, status="exited", exit_code=0, restarts=0, stopped=False):
+        config = SimpleNamespace(restart_policy=RestartPolicy.parse(policy))
+        return SimpleNamespace(name=name, status=status, exit_code=exit_code, restart_count=restarts,
+                               manually_stopped=stopped, config=config)
+
+    records = [record("always-stopped", "always", stopped=True), record("unless", "unless-stopped"),
+               record("unless-stopped", "unless-stopped", stopped=True), record("plain", "no", exit_code=1),
+               record("failed", "on-failure:3", exit_code=1, restarts=2),
+               record("failed-out", "on-failure:3", exit_code=1, restarts=3), record("ok", "on-failure", exit_code=0),
+               record("never-ran", "always", status="created"), record("running", "always", status="running")]
+    assert [r.name for r in due_after_boot(records)] == ["always-stopped", "unless", "failed"]
