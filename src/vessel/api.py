@@ -450,6 +450,7 @@ class ContainerCollection:
             name = validate_name(name)
         if "remove" in options:
             options["auto_remove"] = options.pop("remove")
+        options.pop("platform", None)  # (the pull's; a local image is used whatever its platform)
         config = build_config(image, command, **options)
         for mode in ("pid_mode", "ipc_mode"):  # container:NAME is kept as container:ID, as Docker does
             kind, _, peer = getattr(config, mode).partition(":")
@@ -463,8 +464,7 @@ class ContainerCollection:
         try:
             self.client.images.get(image)
         except NotFound:
-            self.client.images.pull(image, platform=options.pop("platform", None))
-        options.pop("platform", None)
+            self.client.images.pull(image, platform=options.get("platform"))
         container = self.create(image, command, auto_remove=remove, **options)
         if detach:
             container.start()

@@ -4,7 +4,7 @@ import click
 
 from vessel.errors import VesselError
 
-__all__ = ["client", "for_each"]
+__all__ = ["client", "for_each", "print_documents"]
 
 
 def client(obj):
@@ -12,6 +12,22 @@ def client(obj):
     from vessel.api import Client
 
     return Client(obj.root, obj.runroot)
+
+
+def print_documents(documents, fmt, failed=False):
+    """inspect's output: each document through the --format template, or all as indented JSON; exit 1 if
+    some name was not found."""
+    import json
+
+    from vessel.cli.images import render
+
+    if fmt:
+        for document in documents:
+            click.echo(render(fmt, [document]))
+    else:
+        click.echo(json.dumps(documents, indent=4, ensure_ascii=False))
+    if failed:
+        raise click.exceptions.Exit(1)
 
 
 def for_each(names, action):

@@ -15,7 +15,7 @@ import time
 import click
 
 from vessel.cli.images import human_duration, human_size, render, table
-from vessel.cli.common import for_each
+from vessel.cli.common import for_each, print_documents
 from vessel.cli.filesystem import commit, cp
 from vessel.errors import InvalidArgument, NotFound, VesselError
 
@@ -641,13 +641,7 @@ def inspect(obj, fmt, size, kind, names):
         except NotFound:
             click.echo(f"Error: No such object: {name}", err=True)
             failed = True
-    if fmt:
-        for document in documents:
-            click.echo(render(fmt, [document]))
-    else:
-        click.echo(json.dumps(documents, indent=4, ensure_ascii=False))
-    if failed:
-        raise click.exceptions.Exit(1)
+    print_documents(documents, fmt, failed)
 
 
 @click.command("exec", context_settings={"allow_interspersed_args": False})

@@ -4,7 +4,8 @@ import json
 
 import click
 
-from vessel.cli.common import for_each
+from vessel.cli.common import client as _client, for_each, print_documents
+from vessel.cli.networks import _pairs
 from vessel.cli.images import human_size, render, table
 from vessel.errors import InvalidArgument, NotFound
 
@@ -12,31 +13,10 @@ HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Scope": "SCOPE", "Mountpo
            "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE"}
 
 
-def _client(obj):
-    from vessel.api import Client
+def _filters(items, keys):
+    from vessel.engine.events import parse_filters
 
-    return Client(obj.root, obj.runroot)
-
-
-def _pairs(items, what):
-    """["k=v", "k"] -> {"k": "v", "k": ""}."""
-    result = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key:
-            raise InvalidArgument(f"invalid argument \"{item}\" for \"{what}\" flag: invalid key")
-        result[key] = value
-    return result
-
-
-def _filters(items):
-    filters = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise InvalidArgument(f"bad format of filter (expected name=value): {item}")
-        filters.setdefault(key, []).append(value)
-    return filters
+    return parse_filters(items, keys)
 
 
 @click.group("volume")
@@ -55,8 +35,8 @@ def create(obj, name, driver, labels, options, name_argument):
     """Create a volume."""
     if name and name_argument and name != name_argument:
         raise InvalidArgument("conflicting options: either specify --name or provide positional arg, not both")
-    created = _client(obj).volumes.create(name or name_argument, driver, _pairs(options, "--opt"),
-                                          _pairs(labels, "--label"))
+    created = _client(obj).volumes.create(name or name_argument, driver, _pairs(options, "option"),
+                                          _pairs(labels, "label"))
     click.echo(created.name)
 
 
@@ -79,7 +59,7 @@ def _row(client, found, users):
 def ls(obj, quiet, filters, fmt):
     """List volumes."""
     client = _client(obj)
-    found = client.volumes.list(filters=_filters(filters))
+    found = client.volumes.list(filters=_filters(filters, ("dangling", "driver", "label", "label!", "name")))
     if quiet:
         for item in found:
             click.echo(item.name)
@@ -111,13 +91,7 @@ def inspect(obj, fmt, names):
         except NotFound as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True
-    if fmt:
-        for document in documents:
-            click.echo(render(fmt, [document]))
-    else:
-        click.echo(json.dumps(documents, indent=4, ensure_ascii=False))
-    if failed:
-        raise click.exceptions.Exit(1)
+    print_documents(documents, fmt, failed)
 
 
 @volume.command("rm")
@@ -142,10 +116,7 @@ def rm(obj, force, names):
 @click.pass_obj
 def prune(obj, prune_all, force, filters):
     """Remove unused local volumes."""
-    parsed = _filters(filters)
-    unknown = set(parsed) - {"label", "label!", "all"}
-    if unknown:
-        raise InvalidArgument(f"invalid filter '{sorted(unknown)[0]}'")
+    parsed = _filters(filters, ("label", "label!", "all"))
     which = "all local volumes" if prune_all else "anonymous local volumes"
     if not force and not click.confirm(f"WARNING! This will remove {which} not used by at least one container.\n"
                                        "Are you sure you want to continue?", default=False):

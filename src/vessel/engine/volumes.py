@@ -11,6 +11,7 @@ kept), read through openat2(RESOLVE_IN_ROOT) so nothing outside the rootfs is
 ever read.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -20,11 +21,11 @@ import time
 from dataclasses import dataclass, field
 
 from vessel.engine import events
-from vessel.engine.model import Mount, validate_volume_name
+from vessel.engine.model import Mount, label_matches, validate_volume_name
 from vessel.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from vessel.runtime import linux, paths
 
-__all__ = ["Volume", "Volumes", "plan_mounts", "copy_up", "tree_size"]
+__all__ = ["Volume", "Volumes", "plan_mounts", "copy_up", "tree_size", "unmount_all"]
 
 _DRIVER_OPTIONS = ("type", "device", "o")
 # an option that needs another (Docker's local driver)
@@ -71,7 +72,8 @@ def _mounted(path):
         return any(line.split()[4] == path for line in handle)
 
 
-def _unmount_all(path):
+def unmount_all(path):
+    """Unmount everything stacked on `path` (lazily); nothing mounted there is fine."""
     while True:
         try:
             linux.umount2(path, linux.MNT_DETACH)
@@ -149,7 +151,7 @@ class Volumes:
                 raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
             db.execute("DELETE FROM volumes WHERE name = ?", (name,))
             db.execute("DELETE FROM volume_mounts WHERE volume = ?", (name,))
-        _unmount_all(self.data_path(name))
+        unmount_all(self.data_path(name))
         shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
         events.record(self.state, "volume", "destroy", name, {"driver": "local"})
 
@@ -236,7 +238,7 @@ class Volumes:
             db.execute("DELETE FROM volume_mounts WHERE container = ?", (record.id,))
             for name in names:
                 if db.execute("SELECT 1 FROM volume_mounts WHERE volume = ?", (name,)).fetchone() is None:
-                    _unmount_all(self.data_path(name))
+                    unmount_all(self.data_path(name))
 
     def remove_anonymous(self, record):
         """Remove the anonymous volumes of a removed container that no other container uses."""
@@ -332,8 +334,14 @@ def copy_up(rootfs, target, data):
         os.close(source)
 
 
-def _open_below(name, dir_fd, flags):
-    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+@contextlib.contextmanager
+def _opened(name, dir_fd, flags):
+    """An fd of `name` in directory fd `dir_fd`, never through a symlink; closed afterwards."""
+    fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _copy_tree(source, destination, top, prefix, links):
@@ -362,40 +370,26 @@ def _copy_entry(name, info, source, destination, top, relative, links):
     mode = info.st_mode
     if stat.S_ISDIR(mode):
         os.mkdir(name, 0o700, dir_fd=destination)
-        inner_source = _open_below(name, source, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            inner = _open_below(name, destination, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                _copy_tree(inner_source, inner, top, relative + "/", links)
-                _copy_metadata(info, inner, inner_source)
-            finally:
-                os.close(inner)
-        finally:
-            os.close(inner_source)
+        with _opened(name, source, os.O_RDONLY | os.O_DIRECTORY) as inner_source, \
+                _opened(name, destination, os.O_RDONLY | os.O_DIRECTORY) as inner:
+            _copy_tree(inner_source, inner, top, relative + "/", links)
+            _copy_metadata(info, inner, inner_source)
     elif stat.S_ISREG(mode):
-        reader = _open_below(name, source, os.O_RDONLY)
-        try:
-            writer = _open_below(name, destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-            try:
-                _copy_data(reader, writer, info.st_size)
-                _copy_metadata(info, writer, reader)
-            finally:
-                os.close(writer)
-        finally:
-            os.close(reader)
+        with _opened(name, source, os.O_RDONLY) as reader, \
+                _opened(name, destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL) as writer:
+            _copy_data(reader, writer, info.st_size)
+            _copy_metadata(info, writer, reader)
     elif stat.S_ISLNK(mode):
         os.symlink(os.readlink(name, dir_fd=source), name, dir_fd=destination)
         os.chown(name, info.st_uid, info.st_gid, dir_fd=destination, follow_symlinks=False)
         os.utime(name, ns=(info.st_atime_ns, info.st_mtime_ns), dir_fd=destination, follow_symlinks=False)
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
         os.mknod(name, mode, info.st_rdev, dir_fd=destination)
-        node = _open_below(name, destination, paths.O_PATH)
-        try:  # a node is never opened for real (a fifo would block): act on its O_PATH fd's /proc path
+        # a node is never opened for real (a fifo would block): act on its O_PATH fd's /proc path
+        with _opened(name, destination, paths.O_PATH) as node:
             os.chown(paths.fd_path(node), info.st_uid, info.st_gid)
             os.chmod(paths.fd_path(node), stat.S_IMODE(mode))
             os.utime(paths.fd_path(node), ns=(info.st_atime_ns, info.st_mtime_ns))
-        finally:
-            os.close(node)
     # sockets are not copied (as Docker's copy does not)
 
 
@@ -457,20 +451,13 @@ def matches(volume, filters, users):
         elif key == "name":
             ok = any(v in volume.name for v in values)
         elif key == "label":
-            ok = all(_label_matches(volume.labels, v) for v in values)
+            ok = all(label_matches(volume.labels, v) for v in values)
         elif key == "label!":
-            ok = not any(_label_matches(volume.labels, v) for v in values)
+            ok = not any(label_matches(volume.labels, v) for v in values)
         elif key == "driver":
             ok = volume.driver in values
-        elif key == "all":
-            continue
         else:
             raise InvalidArgument(f"invalid filter '{key}'")
         if not ok:
             return False
     return True
-
-
-def _label_matches(labels, text):
-    key, sep, value = text.partition("=")
-    return key in labels and (not sep or labels[key] == value)
