@@ -66,3 +66,24 @@ def test_python_api_commit(vessel):
         image = client.containers.get("py").commit("fromapi", "v1", message="m", changes=["CMD cat /from-api"])
         assert image.repo_tags == ["fromapi:v1"]
     assert vessel("run", "--rm", "fromapi:v1").stdout == "api\n"
+
+
+def test_commit_with_the_copy_snapshot_driver(tmp_path, names, busybox_tarball):  # noqa: F811 - fixture
+    import os
+
+    copying = Vessel(str(tmp_path / "copy"), names("cg"))
+    os.makedirs(os.path.join(copying.root, "image", "snapshots"))
+    with open(os.path.join(copying.root, "image", "snapshots", "driver"), "w") as handle:
+        handle.write("copy")
+    try:
+        copying("import", busybox_tarball, "busybox", "--change", 'CMD ["sh"]')
+        copying("run", "--name", "work", "busybox", "sh", "-c",
+                "echo new > /added && echo changed >> /etc/passwd && rm /etc/group && rm -rf /bin/../root")
+        copying("commit", "work", "copied")
+        seen = copying("run", "--rm", "copied", "sh", "-c",
+                       "cat /added; tail -n 1 /etc/passwd; test -e /etc/group || echo no-group; "
+                       "test -e /root || echo no-root").stdout
+        assert seen == "new\nchanged\nno-group\nno-root\n"
+        assert "copy" in copying("info", "--format", "{{.Driver}}").stdout
+    finally:
+        copying.teardown()

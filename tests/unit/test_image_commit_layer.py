@@ -47,3 +47,30 @@ def test_layer_blob_is_gzip_with_the_tar_digest_as_diff_id(tmp_path):
     assert diff_id == "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
     with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
         assert "etc/hosts" in tar.getnames() and "var/cache/.wh..wh..opq" in tar.getnames()
+
+
+def test_whole_tree_against_its_base_for_the_copy_driver(tmp_path):
+    import shutil
+    import subprocess
+
+    from vessel.image.commit import tree_changes
+
+    base = tmp_path / "base"
+    (base / "etc").mkdir(parents=True)
+    (base / "etc" / "passwd").write_text("root")
+    (base / "etc" / "group").write_text("g")
+    (base / "old" / "deep").mkdir(parents=True)
+    (base / "old" / "deep" / "f").write_text("x")
+    os.symlink("/etc", base / "link")
+    (base / "same").write_text("s")
+    top = tmp_path / "top"
+    subprocess.run(["cp", "-a", f"{base}/.", str(top)], check=True)
+    (top / "etc" / "passwd").write_text("root\nnew")
+    os.unlink(top / "etc" / "group")
+    shutil.rmtree(top / "old")
+    os.unlink(top / "link")
+    os.symlink("/var", top / "link")
+    (top / "added").write_text("a")
+    items = [(info.name, data.read() if data else None) for info, data in tree_changes(str(top), str(base))]
+    assert items == [("added", b"a"), ("etc/passwd", b"root\nnew"), ("link", None), ("etc/.wh.group", None),
+                     (".wh.old", None)]

@@ -7,11 +7,16 @@ trusted.overlay.opaque xattr. The layer tar says the same in the OCI way:
 `.wh.<name>` files and `.wh..wh..opq` markers. It is gzipped into the content
 store while its diff id (sha256 of the tar) is computed, and the new image is
 the parent's layers plus this one, so the snapshots below are shared.
+
+With the copy driver (no overlay) a container's snapshot is a whole tree: it
+is compared with the parent's tree (type, mode, owner, size, mtime, link
+target), and what is gone becomes whiteouts.
 """
 
 import datetime
 import hashlib
 import os
+import stat
 import tarfile
 import zlib
 
@@ -19,8 +24,9 @@ from vessel.errors import Unsupported
 from vessel.image import manifest as manifests
 from vessel.image import tree
 from vessel.image.archive import create_image
+from vessel.runtime import linux
 
-__all__ = ["layer_changes", "write_layer", "commit"]
+__all__ = ["layer_changes", "tree_changes", "write_layer", "commit"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -58,6 +64,71 @@ def layer_changes(upper, exclude=()):
             yield _marker(f"{info.name}/{OPAQUE_MARKER}", info.mtime), None
 
 
+def _lookup(root_fd, name):
+    """(lstat result, O_PATH fd) of `name` below root_fd, or None when it is missing; OSError ELOOP/ENOTDIR
+    when a component on the way is a symlink or no directory (never followed)."""
+    try:
+        fd = linux.openat2(root_fd, name, tree.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0,
+                           linux.RESOLVE_BENEATH | linux.RESOLVE_NO_SYMLINKS)
+    except FileNotFoundError:
+        return None
+    try:
+        return os.fstat(fd), fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _unchanged(new, new_fd, old, old_fd):
+    if (new.st_mode, new.st_uid, new.st_gid, new.st_rdev) != (old.st_mode, old.st_uid, old.st_gid, old.st_rdev):
+        return False
+    if stat.S_ISDIR(new.st_mode):
+        return True  # a directory's own changes are its entries'
+    if (new.st_size, new.st_mtime_ns) != (old.st_size, old.st_mtime_ns):
+        return False
+    return not stat.S_ISLNK(new.st_mode) or os.readlink("", dir_fd=new_fd) == os.readlink("", dir_fd=old_fd)
+
+
+def tree_changes(top, base, exclude=()):
+    """Layer tar entries for the whole tree `top` against `base`, the tree it started as (the copy driver,
+    where no upper directory records the changes): new and changed nodes, then whiteouts for what is gone."""
+    top_fd = os.open(top, tree.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    base_fd = os.open(base, tree.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for info, data, fd in tree.walk(os.dup(top_fd), ""):
+            if info.name == "" or info.name in exclude:
+                continue
+            try:
+                found = _lookup(base_fd, info.name)
+            except OSError:
+                found = None  # a symlink or file on the way in the base: this path is new
+            if found is not None:
+                old, old_fd = found
+                try:
+                    if _unchanged(os.fstat(fd), fd, old, old_fd):
+                        continue
+                finally:
+                    os.close(old_fd)
+            yield info, data
+        gone = []
+        for info, _, _ in tree.walk(os.dup(base_fd), ""):
+            if info.name == "" or any(info.name.startswith(prefix + "/") for prefix in gone):
+                continue
+            try:
+                found = _lookup(top_fd, info.name)
+            except OSError:
+                continue  # replaced by a file or symlink on the way: that entry replaces it
+            if found is not None:
+                os.close(found[1])
+                continue
+            parent, _, leaf = info.name.rpartition("/")
+            yield _marker(f"{parent}/{WHITEOUT_PREFIX}{leaf}" if parent else WHITEOUT_PREFIX + leaf, info.mtime), None
+            gone.append(info.name)
+    finally:
+        os.close(top_fd)
+        os.close(base_fd)
+
+
 class _LayerWriter:
     """A file object for tarfile: gzips into a content-store writer, hashes the uncompressed bytes."""
 
@@ -92,14 +163,16 @@ def commit(store, mounts, parent, config, ref=None, author="", comment="", creat
     `config` is the new image's ContainerConfig (what `--change` made of the
     container's); the history gets one entry. Returns the registered Image.
     """
-    if store.snapshots.driver != "overlay" or len(mounts) != 1:
-        raise Unsupported("commit needs the overlay snapshot driver (this state uses copies of the whole tree)")
+    if len(mounts) != 1:
+        raise Unsupported("commit: the container's snapshot is not one mount")
     if mounts[0].type == "overlay":
-        upper = dict(o.split("=", 1) for o in mounts[0].options if "=" in o)["upperdir"]
+        changes = layer_changes(dict(o.split("=", 1) for o in mounts[0].options if "=" in o)["upperdir"], exclude)
+    elif store.snapshots.driver == "overlay" or not parent.layers:
+        changes = layer_changes(mounts[0].source, exclude)  # an image without layers: the whole tree is new
     else:
-        upper = mounts[0].source  # an image without layers: the whole tree is the change
+        changes = tree_changes(mounts[0].source, store.snapshots.lowers(parent.chain_id)[0], exclude)
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    descriptor, diff_id = write_layer(store.content, layer_changes(upper, exclude))
+    descriptor, diff_id = write_layer(store.content, changes)
     raw = {k: v for k, v in parent.config.raw.items()
            if k not in ("author", "created", "container", "container_config", "docker_version")}
     history = list(parent.config.history) + [
