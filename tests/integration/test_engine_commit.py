@@ -22,7 +22,8 @@ def test_commit_then_run_sees_adds_changes_and_deletes(vessel):
     assert document["Id"] == image_id and document["Comment"] == "the message"
     assert document["Author"] == "Ann <ann@example.com>"
     base_layers = json.loads(vessel("image", "inspect", "layered:1").stdout)[0]["RootFS"]["Layers"]
-    assert document["RootFS"]["Layers"][:-1] == base_layers and len(document["RootFS"]["Layers"]) == len(base_layers) + 1
+    assert document["RootFS"]["Layers"][:-1] == base_layers
+    assert len(document["RootFS"]["Layers"]) == len(base_layers) + 1
     history = vessel("history", "--no-trunc", "--format", "{{.Comment}}", "layered:2").stdout.splitlines()
     assert history[0] == "the message"
 

@@ -58,42 +58,49 @@ def cp(obj, archive, follow_link, quiet, source, destination):
     vessel cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-
     vessel cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH
     """
-    from vessel.engine import copy
-
     source_container, source_path = split_location(source)
     target_container, target_path = split_location(destination)
     if source_container and target_container:
         raise InvalidArgument("copying between containers is not supported")
     if not source_container and not target_container:
         raise InvalidArgument("must specify at least one container source")
-    api = client(obj)
     try:
-        if source_container:
-            with api.engine.filesystem(source_container) as (_, root):
-                if target_path == "-":
-                    name = posixpath.basename(posixpath.normpath(source_path)) or "."
-                    copy.write_tar(copy.entries(root, source_path, name, follow_link), sys.stdout.buffer)
-                    sys.stdout.buffer.flush()
-                    return
-                with _host_root() as host:
-                    copy.copy(root, source_path, host, _local(target_path), follow_link,
-                              None if archive else (os.geteuid(), os.getegid()))
-            return
-        with api.engine.filesystem(target_container) as (_, root):
-            owner = None if archive else (0, 0)
-            if source_path == "-":
-                directory = copy.open_directory(root, target_path)
-                try:
-                    copy.extract(directory, copy.read_tar(sys.stdin.buffer), owner)
-                finally:
-                    os.close(directory)
-                return
-            with _host_root() as host:
-                copy.copy(host, _local(source_path), root, target_path, follow_link, owner)
+        with client(obj) as api:
+            if source_container:
+                _copy_out(api, source_container, source_path, target_path, archive, follow_link)
+            else:
+                _copy_in(api, source_path, target_container, target_path, archive, follow_link)
     except OSError as exc:
         raise VesselError(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)) from None
-    finally:
-        api.close()
+
+
+def _copy_out(api, container, source, target, archive, follow):
+    from vessel.engine import copy
+
+    with api.engine.filesystem(container) as (_, root):
+        if target == "-":
+            name = posixpath.basename(posixpath.normpath(source)) or "."
+            copy.write_tar(copy.entries(root, source, name, follow), sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+            return
+        with _host_root() as host:
+            copy.copy(root, source, host, _local(target), follow, None if archive else (os.geteuid(), os.getegid()))
+
+
+def _copy_in(api, source, container, target, archive, follow):
+    from vessel.engine import copy
+
+    owner = None if archive else (0, 0)
+    with api.engine.filesystem(container) as (_, root):
+        if source == "-":
+            directory = copy.open_directory(root, target)
+            try:
+                copy.extract(directory, copy.read_tar(sys.stdin.buffer), owner)
+            finally:
+                os.close(directory)
+            return
+        with _host_root() as host:
+            copy.copy(host, _local(source), root, target, follow, owner)
 
 
 @click.command("commit")
@@ -107,10 +114,7 @@ def cp(obj, archive, follow_link, quiet, source, destination):
 @click.pass_obj
 def commit(obj, author, changes, message, pause, container, repository):
     """Create a new image from a container's changes."""
-    api = client(obj)
-    try:
+    with client(obj) as api:
         image = api.engine.commit(container, repository, author=author, message=message, changes=changes,
-                                     pause=pause)
-    finally:
-        api.close()
+                                  pause=pause)
     click.echo(image.id)

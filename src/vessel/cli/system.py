@@ -31,19 +31,14 @@ def events(obj, since, until, filters, fmt):
 
     parsed = recorded.parse_filters(filters)
     start, end = recorded.parse_time(since), recorded.parse_time(until)
-    api = client(obj)
-    try:
-        for event in recorded.follow(api.engine.state, start, end, parsed):
-            if fmt:
-                template = "{{json .}}" if fmt == "json" else fmt
-                click.echo(render(template, [event.to_docker()]))
-            else:
-                click.echo(event.line())
-            sys.stdout.flush()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        api.close()
+    with client(obj) as api:
+        try:
+            for event in recorded.follow(api.engine.state, start, end, parsed):
+                click.echo(render("{{json .}}" if fmt == "json" else fmt, [event.to_docker()]) if fmt
+                           else event.line())
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
 
 
 # -- system df -------------------------------------------------------------------
@@ -117,11 +112,8 @@ def _truncate(command, width=20):
 @click.pass_obj
 def system_df(obj, verbose, fmt):
     """Show disk usage."""
-    api = client(obj)
-    try:
+    with client(obj) as api:
         usage = api.df()
-    finally:
-        api.close()
     if fmt:
         click.echo(render("{{json .}}" if fmt == "json" else fmt, df_rows(usage)))
     elif verbose:
@@ -174,8 +166,7 @@ def system_prune(obj, all_images, volumes, force, filters):
         click.echo(_prune_warning(all_images, volumes))
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
-    api = client(obj)
-    try:
+    with client(obj) as api:
         result = api.containers.prune(filters=parsed)
         reclaimed = result["SpaceReclaimed"]
         with Networks(obj.root) as nets:
@@ -188,8 +179,6 @@ def system_prune(obj, all_images, volumes, force, filters):
                            ("image", image_bytes)):
             recorded.record(api.engine.state, kind, "prune", "", {"reclaimed": size})
         reclaimed += volume_bytes + image_bytes
-    finally:
-        api.close()
     _section("Deleted Containers:", result["ContainersDeleted"])
     _section("Deleted Networks:", networks)
     _section("Deleted Volumes:", deleted_volumes)
@@ -231,11 +220,8 @@ def _info_text(info):
 @click.pass_obj
 def info(obj, fmt):
     """Display system-wide information."""
-    api = client(obj)
-    try:
+    with client(obj) as api:
         document = dict(api.info(), ClientInfo=_client_info())
-    finally:
-        api.close()
     click.echo(render("{{json .}}" if fmt == "json" else fmt, [document]) if fmt else _info_text(document))
 
 

@@ -121,7 +121,7 @@ def parse_time(text, now=None):
     if re.fullmatch(r"\d+(\.\d+)?", value):
         seconds, _, fraction = value.partition(".")
         return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
-    if _DURATION.fullmatch(value.replace(" ", "")) or re.fullmatch(rf"(?:{_DURATION.pattern})+", value):
+    if re.fullmatch(rf"(?:{_DURATION.pattern})+", value):
         seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION.findall(value))
         return now - int(seconds * 1_000_000_000)
     match = re.fullmatch(r"(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d)?)(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?", value)
