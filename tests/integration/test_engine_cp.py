@@ -5,11 +5,8 @@ import io
 import os
 import subprocess
 import tarfile
-import time
 
-import pytest
-
-from test_engine_cli import Vessel, busybox_tarball, vessel  # noqa: F401 - fixtures
+from test_engine_cli import busybox_tarball, vessel  # noqa: F401 - fixtures
 
 
 def _sh(vessel, name, script):

@@ -2,14 +2,20 @@
 
 import json
 import re
+import select
 import subprocess
 import time
 
-import pytest
-
-from test_engine_cli import Vessel, busybox_tarball, vessel  # noqa: F401 - fixtures
+from test_engine_cli import busybox_tarball, vessel  # noqa: F401 - fixtures
 
 _LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (container|image) (\S+(?:: .*?)?) (\S+)(?: \((.*)\))?$")
+
+
+def _readline(proc, timeout=30):
+    """The next line of a streaming `vessel events`, failing instead of hanging when none comes."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, "no event line within the timeout"
+    return proc.stdout.readline()
 
 
 def _events(vessel, *args):
@@ -96,7 +102,7 @@ def test_streaming_shows_new_events_until_interrupted(vessel, names):
     try:
         time.sleep(1.5)
         vessel("create", "--name", name, "busybox", "true")
-        line = proc.stdout.readline()
+        line = _readline(proc)
         assert f"name={name}" in line and " container create " in line
     finally:
         proc.terminate()
@@ -113,3 +119,17 @@ def test_python_api_events(vessel, names):
         assert [m["Action"] for m in decoded] == ["create"]
         raw = list(client.events(since=0, until=time.time(), filters={"event": "create"}))
         assert json.loads(raw[0])["Actor"]["Attributes"]["name"] == name
+
+
+def test_without_since_or_until_only_new_events_come(vessel, names):
+    vessel("create", "--name", names("old"), "busybox", "true")
+    proc = vessel.popen("events", "--format", "{{.Action}} {{.Actor.Attributes.name}}", stdout=subprocess.PIPE,
+                        text=True)
+    try:
+        time.sleep(1.5)
+        fresh = names("new")
+        vessel("create", "--name", fresh, "busybox", "true")
+        assert _readline(proc) == f"create {fresh}\n"
+    finally:
+        proc.terminate()
+        proc.wait(10)

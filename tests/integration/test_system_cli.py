@@ -3,7 +3,7 @@
 import json
 import time
 
-from test_engine_cli import Vessel, busybox_tarball, vessel  # noqa: F401 - fixtures
+from test_engine_cli import busybox_tarball, vessel  # noqa: F401 - fixtures
 
 
 def _rows(text):

@@ -99,8 +99,12 @@ def read(state, after=0, since=None, until=None):
 
 
 def follow(state, since=None, until=None, filters=None, interval=0.2):
-    """Past events from `since`, then new ones as they are recorded, until `until` (forever if None)."""
+    """Past events from `since`, then new ones as they are recorded, until `until` (forever if None).
+
+    With neither bound only new events come (Docker's default)."""
     after = 0
+    if since is None and until is None:
+        after = state.query("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0]
     while True:
         now = time.time_ns()
         for event in read(state, after, since, until):
