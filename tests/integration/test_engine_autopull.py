@@ -72,3 +72,15 @@ def test_api_images_and_run_pull(vessel, registry, client):  # noqa: F811
     assert client.images.remove("local/copy:one") == [{"Untagged": "local/copy:one"}]
     client.images.remove(f"{name}:v3")
     assert client.containers.run(f"{name}:v3", "echo hi", remove=True, cgroup_parent=client.cgroup) == b"hi\n"
+
+
+def test_platform_of_a_local_image(vessel):  # noqa: F811
+    local = vessel("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", "busybox").stdout.strip()
+    other = "linux/s390x" if local != "linux/s390x" else "linux/amd64"
+    vessel("run", "--rm", "--pull", "never", "--platform", local, "busybox", "true")
+    result = vessel("run", "--rm", "--pull", "never", "--platform", other, "busybox", "true", code=125)
+    assert result.stderr == (f"Error: image with reference busybox was found but does not match the specified "
+                             f"platform: wanted {other}, actual: {local}\n")
+    result = vessel("run", "--rm", "--platform", "linux//x", "busybox", "true", code=125)
+    assert "invalid platform 'linux//x'" in result.stderr
+    assert vessel.ids() == []

@@ -209,19 +209,29 @@ def _host_flags(opts):
 
 
 def _ensure_image(client, image, policy, platform):
-    """--pull: the image is pulled (progress on stderr) when missing, always, or never."""
+    """--pull: the image is pulled (progress on stderr) when missing, always, or never; a local image of
+    another platform than --platform counts as missing."""
+    from vessel.image.manifest import parse_platform
+    from vessel.image.reference import parse
+
     if policy not in ("always", "missing", "never"):
         raise InvalidArgument(f"invalid pull option: '{policy}': must be one of \"always\", \"missing\" or "
                               "\"never\"")
+    wanted = parse_platform(platform) if platform else None
     if policy != "always":
         try:
-            client.images.get(image)
-            return
+            local = client.images.get(image).config
         except NotFound:
             if policy == "never":
                 raise
-    from vessel.image.reference import parse
-
+        else:
+            actual = "/".join(p for p in (local.os, local.architecture, local.variant) if p)
+            if wanted is None or (local.os, local.architecture) == (wanted.os, wanted.architecture) and \
+                    wanted.variant in ("", local.variant):
+                return
+            if policy == "never":
+                raise NotFound(f"image with reference {image} was found but does not match the specified platform: "
+                               f"wanted {wanted}, actual: {actual}")
     ref = parse(image)
     if policy != "always":
         click.echo(f"Unable to find image '{ref.familiar}' locally", err=True)
