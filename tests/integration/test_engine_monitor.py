@@ -33,6 +33,11 @@ def _monitors(vessel):
     return found
 
 
+def _cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return handle.read().split(b"\0")
+
+
 def _monitor_pid(vessel, name):
     from vessel.engine.state import State
 
@@ -62,6 +67,8 @@ def test_many_containers_under_one_monitor(vessel):
     pids = {_monitor_pid(vessel, name) for name in names}
     assert len(pids) == 1 and _monitors(vessel) == list(pids)
     monitor = pids.pop()
+    # quiet, it hands off to a copy of itself without the engine's code (same process)
+    _wait_for(lambda: b"--successor" in _cmdline(monitor))
     assert _pss_kib(monitor) > 0
     states = [c["State"] for c in json.loads(vessel("inspect", *names).stdout)]
     assert all(s["Running"] for s in states)
@@ -116,11 +123,7 @@ def test_handoff_keeps_containers(vessel):
     _wait_for(lambda: "tick 3\n" in vessel("logs", "ticker").stdout)
     os.kill(monitor, signal.SIGHUP)
 
-    def replaced():
-        with open(f"/proc/{monitor}/cmdline", "rb") as handle:
-            return b"--successor" in handle.read().split(b"\0")
-
-    _wait_for(replaced)
+    _wait_for(lambda: b"--successor" in _cmdline(monitor))
     assert _monitors(vessel) == [monitor]  # the same process, a new program
     # the exit codes of containers that end after the handoff are recorded
     _wait_for(lambda: vessel("inspect", "-f", "{{.State.Status}}", "ending", "term").stdout == "exited\nexited\n")

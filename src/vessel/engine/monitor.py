@@ -33,14 +33,13 @@ import time
 import zlib
 
 from vessel.engine import attach
-from vessel.engine.core import Engine, process_start_time, start_error_code
-from vessel.engine.state import CREATED, EXITED, PAUSED, REMOVING, RUNNING
 from vessel.errors import Unavailable, VesselError
 from vessel.runtime import sync
 
 __all__ = ["Monitor", "connect", "request", "attach_to", "main", "runtime_error", "socket_path"]
 
 _IDLE_GRACE = 2.0          # an idle monitor waits this long for the next start before it leaves
+_SLIM_AFTER = 0.5          # a monitor quiet this long sheds the engine's code (a slim handoff)
 _DRAIN_TIMEOUT = 2.0       # output is still read this long after the init exited
 _CLIENT_BACKLOG = 8 << 20  # an attach client that falls this many bytes behind is dropped
 _RUNTIME_TIMEOUT = 120
@@ -248,11 +247,16 @@ class Client:
 
 
 class Supervised:
-    """One running container: its init, its streams, its log and its attached clients."""
+    """One running container: its init, its streams, its log and its attached clients.
 
-    __slots__ = ("record", "init_pid", "status", "outputs", "stdin_fd", "master", "log", "clients", "drain")
+    `record` is None in a slim monitor (loaded again when the container exits).
+    """
 
-    def __init__(self, record):
+    __slots__ = ("id", "record", "init_pid", "status", "outputs", "stdin_fd", "master", "log", "clients",
+                 "drain")
+
+    def __init__(self, container_id, record=None):
+        self.id = container_id
         self.record = record
         self.init_pid = 0
         self.status = None       # the init's exit code once reaped
@@ -268,15 +272,15 @@ class StartFailure(Exception):
     """The runtime refused to create or start the container."""
 
 
-class MonitorEngine(Engine):
-    """The monitor's Engine: runtime verbs go through the monitor (forked in-process for vessel's runtime)."""
+def _monitor_engine(root, runroot, monitor):
+    """An Engine whose runtime verbs go through `monitor` (forked in-process for vessel's runtime)."""
+    from vessel.engine.core import Engine
 
-    def __init__(self, root, runroot, monitor):
-        super().__init__(root, runroot)
-        self.monitor = monitor
+    class MonitorEngine(Engine):
+        def runtime(self, record, *args, capture=True, timeout=60, **kwargs):
+            return monitor.run_runtime(record, [str(a) for a in args], capture=capture, timeout=timeout)
 
-    def runtime(self, record, *args, capture=True, timeout=60, **kwargs):
-        return self.monitor.run_runtime(record, [str(a) for a in args], capture=capture, timeout=timeout)
+    return MonitorEngine(root, runroot)
 
 
 def _own_runtime_args(runtime):
@@ -308,13 +312,19 @@ def _hook(module, name):
 
 
 class Monitor:
-    """The loop that owns every running container of one (root, runroot)."""
+    """The loop that owns every running container of one (root, runroot).
+
+    The engine (vessel.engine.core, the database) is imported and opened on
+    first use; a monitor that has only running containers to serve for
+    `_SLIM_AFTER` seconds hands off to a fresh copy of itself without it.
+    """
 
     def __init__(self, root, runroot, lock_fd, listener):
         from vessel.runtime import linux
 
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-        self.engine = MonitorEngine(root, runroot, self)
+        self.root, self.runroot = root, runroot
+        self._engine = None
         self.lock_fd = lock_fd
         self.listener = listener
         self.selector = selectors.DefaultSelector()
@@ -322,10 +332,9 @@ class Monitor:
         self.pending = {}        # connection that has not sent its request yet -> FrameReader
         self.children = {}       # pid -> callback(exit code) for processes started with spawn_exec
         self.timers = []         # heap of Timer
-        self.idle_since = time.monotonic()
+        self.idle_since = self.active_since = time.monotonic()
         self.handoff_requested = False
         self.pid = os.getpid()
-        self.start_time = process_start_time(self.pid)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
         self.selector.register(listener, selectors.EVENT_READ, ("listener", None))
@@ -335,6 +344,18 @@ class Monitor:
         # caught, not ignored: an ignored signal would stay ignored in the container's processes
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: None)
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            self._engine = _monitor_engine(self.root, self.runroot, self)
+        return self._engine
+
+    @property
+    def start_time(self):
+        from vessel.engine.core import process_start_time
+
+        return process_start_time(self.pid)
 
     @classmethod
     def launch(cls, root, runroot, lock_fd, ready_fd):
@@ -411,6 +432,9 @@ class Monitor:
 
         Returns whether it runs; a failure is recorded on the container as for `start`.
         """
+        from vessel.engine.core import start_error_code
+        from vessel.engine.state import CREATED, EXITED
+
         engine = self.engine
         if record.id in self.containers:
             return True
@@ -439,11 +463,17 @@ class Monitor:
                 timer = heapq.heappop(self.timers)
                 if not timer.cancelled:
                     self._guarded(timer.callback)
+            if self.pending or self.children or any(not t.cancelled for t in self.timers):
+                self.active_since = now
             if self.busy():
                 self.idle_since = now
             elif now - self.idle_since >= _IDLE_GRACE and self.leave():
                 return
             timeout = self.idle_since + _IDLE_GRACE - now if not self.busy() else None
+            if self._engine is not None and self.containers and not self.handoff_requested:
+                if now - self.active_since >= _SLIM_AFTER:
+                    self.handoff(slim=True)
+                timeout = self.active_since + _SLIM_AFTER - now if timeout is None else timeout
             if self.timers:
                 due = max(0.0, self.timers[0].when - now)
                 timeout = due if timeout is None else min(timeout, due)
@@ -472,7 +502,7 @@ class Monitor:
 
     def leave(self):
         """Stop listening unless a connection is already queued; True when the monitor may exit."""
-        path = socket_path(self.engine.root, self.engine.runroot)
+        path = socket_path(self.root, self.runroot)
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -485,7 +515,8 @@ class Monitor:
         if conn is None:
             self.selector.unregister(self.listener)
             self.listener.close()
-            self.engine.close()
+            if self._engine is not None:
+                self._engine.close()
             return True
         # someone connected just now: listen again (we still hold the lock, nobody else can)
         self.selector.unregister(self.listener)
@@ -573,6 +604,8 @@ class Monitor:
             pass
 
     def handle_start(self, conn, message):
+        from vessel.engine.state import CREATED
+
         record = self.engine.state.by_id(message.get("id", ""))
         if record is None or record.status != CREATED or record.id in self.containers:
             self._reply(conn, {"event": "error", "code": 125,
@@ -614,7 +647,8 @@ class Monitor:
 
         `client`, if any, is attached before the container's process starts.
         """
-        supervised = Supervised(record)
+        self.active_since = time.monotonic()
+        supervised = Supervised(record.id, record)
         try:
             self.create(supervised)
             if client is not None:
@@ -709,6 +743,8 @@ class Monitor:
         return fds[0]
 
     def start(self, supervised):
+        from vessel.engine.state import RUNNING
+
         record = supervised.record
         runtime_log = self._runtime_log(record)
         result = self.run_runtime(record, ["--log", runtime_log, "--log-format", "json", "start", record.id],
@@ -721,6 +757,9 @@ class Monitor:
 
     def fail(self, supervised, exc):
         """Undo a start that failed; returns the error event for the starting command."""
+        from vessel.engine.core import start_error_code
+        from vessel.engine.state import CREATED, EXITED, REMOVING
+
         message = str(exc) if isinstance(exc, (StartFailure, VesselError)) else f"{type(exc).__name__}: {exc}"
         code = start_error_code(message)
         engine, record = self.engine, supervised.record
@@ -1013,14 +1052,21 @@ class Monitor:
 
     def finish(self, supervised):
         """The init exited: record it, undo the runtime's container, apply --rm, tell the clients."""
-        record = supervised.record
-        if self.containers.get(record.id) is not supervised:
+        from vessel.engine.state import EXITED, PAUSED, REMOVING, RUNNING
+
+        if self.containers.get(supervised.id) is not supervised:
             return
-        del self.containers[record.id]
+        del self.containers[supervised.id]
+        self.active_since = time.monotonic()
         if supervised.drain is not None:
             supervised.drain.cancel()
         engine = self.engine
         code = supervised.status if supervised.status is not None else 137
+        record = supervised.record or engine.state.by_id(supervised.id)
+        if record is None:  # its row is gone: nothing left to record
+            self._close_streams(supervised)
+            self._tell_exit(supervised, code)
+            return
         removed = False
         try:
             self._close_streams(supervised)
@@ -1036,17 +1082,21 @@ class Monitor:
             if record.config.auto_remove and engine.state.transition(record.id, (EXITED,), status=REMOVING):
                 removed = True
                 self._guarded(engine.destroy, record)
-            for client in list(supervised.clients):
-                client.out += attach.frame(attach.EXIT, str(code).encode())
-                client.sock.setblocking(True)
-                self.flush_client(client)
-                self._drop_client(client)
+            self._tell_exit(supervised, code)
         if not removed:
             after_exit = _hook("restart", "after_exit")
             if after_exit is not None:
                 current = engine.state.by_id(record.id)
                 if current is not None:
                     self._guarded(after_exit, self, current, code)
+
+    def _tell_exit(self, supervised, code):
+        """The exit code to every attached client, as the last frame."""
+        for client in list(supervised.clients):
+            client.out += attach.frame(attach.EXIT, str(code).encode())
+            client.sock.setblocking(True)
+            self.flush_client(client)
+            self._drop_client(client)
 
     def _write_exit_file(self, container_id, code):
         path = os.path.join(self.engine.private_dir(container_id), "exit")
@@ -1059,19 +1109,21 @@ class Monitor:
 
     # handoff
 
-    def handoff(self):
+    def handoff(self, slim=False):
         """Replace this program by a fresh monitor in the same process, keeping every container.
 
         The state and every fd are queued on a socket pair (SCM_RIGHTS), then
         the process execs the monitor anew, which reads them back: being the
-        same process, it stays the parent of the inits it reaps.
+        same process, it stays the parent of the inits it reaps.  A `slim`
+        successor does not load the engine (nothing is pending: no timers,
+        children or requests), which keeps an idle monitor small.
         """
         import socket
 
         self.handoff_requested = False
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         fds = [self.lock_fd, self.listener.fileno()]
-        state = {"root": self.engine.root, "runroot": self.engine.runroot, "containers": [], "pending": [],
+        state = {"root": self.root, "runroot": self.runroot, "slim": slim, "containers": [], "pending": [],
                  "children": sorted(self.children)}
 
         def index(fd):
@@ -1083,13 +1135,15 @@ class Monitor:
                     "out": bytes(client.out).decode("latin-1")}
 
         for supervised in self.containers.values():
+            log = supervised.log
             state["containers"].append({
-                "id": supervised.record.id, "init_pid": supervised.init_pid, "status": supervised.status,
+                "id": supervised.id, "init_pid": supervised.init_pid, "status": supervised.status,
                 "outputs": [[index(fd), stream] for fd, stream in supervised.outputs.items()],
                 "master": None if supervised.master is None else index(supervised.master),
                 "stdin": None if supervised.stdin_fd is None or supervised.stdin_fd == supervised.master
                 else index(supervised.stdin_fd),
-                "log": index(supervised.log.handle.fileno()) if hasattr(supervised.log, "handle") else None,
+                "log": [index(log.handle.fileno()), log.path, log.max_size, log.max_file]
+                if hasattr(log, "handle") else None,
                 "clients": [client_state(c) for c in supervised.clients]})
         for conn, reader in self.pending.items():
             state["pending"].append({"sock": index(conn.fileno()), "buffer": reader.buffer.decode("latin-1")})
@@ -1103,8 +1157,7 @@ class Monitor:
         sys.stdout.flush()
         sys.stderr.flush()
         # root and runroot only name it in ps: the state comes through the socket
-        os.execv(sys.executable, _monitor_argv("--successor", str(theirs.fileno()), self.engine.root,
-                                               self.engine.runroot))
+        os.execv(sys.executable, _monitor_argv("--successor", str(theirs.fileno()), self.root, self.runroot))
 
     @classmethod
     def adopt(cls, channel_fd):
@@ -1127,24 +1180,21 @@ class Monitor:
             os.set_inheritable(fd, False)
         listener = socket.socket(fileno=fds[1])
         monitor = cls(state["root"], state["runroot"], fds[0], listener)
-        engine = monitor.engine
         for pid in state["children"]:
             monitor.children[pid] = lambda code: None  # their callers lived in the old program
         for entry in state["containers"]:
-            record = engine.state.by_id(entry["id"])
-            if record is None:
-                continue
-            supervised = Supervised(record)
+            supervised = Supervised(entry["id"])
             supervised.init_pid = entry["init_pid"]
             supervised.status = entry["status"]
             supervised.outputs = {fds[i]: stream for i, stream in entry["outputs"]}
             supervised.master = None if entry["master"] is None else fds[entry["master"]]
             supervised.stdin_fd = supervised.master if entry["stdin"] is None else fds[entry["stdin"]]
-            config = record.config
-            supervised.log = NoLog() if entry["log"] is None else \
-                LogWriter(engine.log_path(record.id), config.log_max_size, config.log_max_file,
-                          handle=os.fdopen(fds[entry["log"]], "ab", buffering=0))
-            monitor.containers[record.id] = supervised
+            if entry["log"] is None:
+                supervised.log = NoLog()
+            else:
+                log_fd, path, max_size, max_file = entry["log"]
+                supervised.log = LogWriter(path, max_size, max_file, handle=os.fdopen(fds[log_fd], "ab", buffering=0))
+            monitor.containers[supervised.id] = supervised
             for fd in supervised.outputs:
                 os.set_blocking(fd, False)
                 monitor.selector.register(fd, selectors.EVENT_READ, ("output", supervised))
@@ -1154,17 +1204,27 @@ class Monitor:
                 client = Client(socket.socket(fileno=fds[item["sock"]]), supervised, reader,
                                 item["out"].encode("latin-1"))
                 monitor._add_client(supervised, client)
-            engine.state.update(record.id, supervisor_pid=monitor.pid, supervisor_start=monitor.start_time)
-            watch = _hook("health", "watch")
-            if watch is not None:
-                monitor._guarded(watch, monitor, record)
-            if supervised.status is not None:
-                monitor._exited(supervised)
-        resume = _hook("restart", "resume")  # the back-off timers of containers waiting to restart
-        if resume is not None:
-            monitor._guarded(resume, monitor)
         for item in state["pending"]:
             reader = attach.FrameReader()
             reader.buffer = item["buffer"].encode("latin-1")
             monitor._add_pending(socket.socket(fileno=fds[item["sock"]]), reader)
+        if not state["slim"]:
+            monitor.rearm()
         return monitor
+
+    def rearm(self):
+        """After a full handoff: the records, the rows' monitor, health probes and restart timers again."""
+        engine = self.engine
+        watch = _hook("health", "watch")
+        for supervised in list(self.containers.values()):
+            supervised.record = engine.state.by_id(supervised.id)
+            if supervised.record is None:
+                continue
+            engine.state.update(supervised.id, supervisor_pid=self.pid, supervisor_start=self.start_time)
+            if watch is not None:
+                self._guarded(watch, self, supervised.record)
+            if supervised.status is not None:
+                self._exited(supervised)
+        resume = _hook("restart", "resume")  # the back-off timers of containers waiting to restart
+        if resume is not None:
+            self._guarded(resume, self)
