@@ -126,3 +126,11 @@ def test_init_needs_tini(monkeypatch):
     monkeypatch.setattr(specgen, "DOCKER_INIT", "/nonexistent/tini-static")
     with pytest.raises(InvalidArgument, match="--init: docker-init is not installed on this host"):
         build_config("busybox", "true", init=True)
+
+
+def test_cpus_range():
+    from vessel.engine.model import parse_cpus
+
+    assert parse_cpus("0.5") == 500_000_000
+    with pytest.raises(InvalidArgument, match=f"Range of CPUs is from 0.01 to {os.cpu_count()}.00"):
+        parse_cpus(str(os.cpu_count() + 1))

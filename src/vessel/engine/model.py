@@ -49,7 +49,7 @@ def parse_cpus(text):
     except ValueError:
         raise InvalidArgument(f'invalid argument "{text}" for "--cpus" flag: failed to parse {text} '
                               "as a rational number") from None
-    if value < 0:
+    if value < 0 or value > (os.cpu_count() or 1):
         raise InvalidArgument(f"Range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only "
                               f"{os.cpu_count()} CPUs available")
     return int(value * 1e9)
