@@ -1,0 +1,130 @@
+"""A container's filesystem (issue #5): `cp` in and out and `commit`, vessel against podman.
+
+Each engine gets the busybox image and one created (never started) container;
+a tree of --files small files (sizes 0..--file-kb KiB, in 10 directories) is
+made once on the host. Timed, interleaved, ratios of medians against podman:
+
+  cp in     `cp TREE box:/inI`        (a new target each time: Docker's "missing target" rule)
+  cp out    `cp box:/in0 OUT/I`       (the tree copied in by the first cp in)
+  commit    `commit box imageI`       (the container's changes: the tree copies made so far)
+
+Everything made is removed at the end (also on Ctrl-C or SIGTERM): containers,
+images, podman's storage, mounts below the temp dir, cgroups.
+
+    /opt/vessel/venv/bin/python bench/filesystem.py [--runs 10] [--files 2000] [--json F]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+import engine as engines  # noqa: F401  (its Bench, Vessel and Podman; puts src/ and tests/ on sys.path)
+import harness
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10, help="samples per contender (default 10)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    parser.add_argument("--files", type=int, default=2000, help="files in the copied tree (default 2000)")
+    parser.add_argument("--file-kb", type=int, default=16, help="largest file size in KiB (default 16)")
+    parser.add_argument("--podman-runtime", default="runc", help="podman's --runtime (default runc)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.warmup < 0 or args.files < 1 or args.file_kb < 0:
+        parser.error("--runs and --files must be >= 1, --warmup and --file-kb >= 0")
+    return args
+
+
+def make_tree(path, files, file_kb):
+    """`files` files of 0..file_kb KiB (a fixed pattern) in 10 directories; returns the total bytes."""
+    total = 0
+    for i in range(files):
+        directory = os.path.join(path, f"d{i % 10}")
+        os.makedirs(directory, exist_ok=True)
+        data = bytes([i % 251]) * ((i * 997) % (file_kb * 1024 + 1))
+        with open(os.path.join(directory, f"f{i}"), "wb") as handle:
+            handle.write(data)
+        total += len(data)
+    return total
+
+
+def contenders(vessel, podman, tree, out):
+    """(title, [Contender]) for each part; podman's are left out when it is not working."""
+    present = [vessel] + ([podman] if podman is not None else [])
+
+    def cp_in(e):
+        return lambda i: e.command("cp", tree, f"box:/in{i + 1}")
+
+    def cp_out(e):
+        return lambda i: e.command("cp", "box:/in0", os.path.join(out, e.name, str(i)))
+
+    def commit(e):
+        return lambda i: e.command("commit", "box", f"bench-commit-{i}")
+
+    return [(title, [harness.Contender(e.name, make(e), program=e.program) for e in present])
+            for title, make in (("cp in", cp_in), ("cp out", cp_out), ("commit", commit))]
+
+
+def start_podman(bench, runtime):
+    """podman on state of its own with the busybox image, or None (not installed or not working)."""
+    podman = engines.Podman(os.path.join(bench.dir, "podman"), bench.scope.name, bench.parent_path, runtime)
+    if not podman.installed:
+        return None
+    bench.engines.append(podman)  # torn down with the others
+    try:
+        podman.load_image(bench.rootfs_tar)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        print(f"note: podman left out: {exc}", file=sys.stderr)
+        return None
+    return podman
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    harness.terminate_as_interrupt()
+    for name in [k for k in os.environ if k.startswith("PYTHON")]:
+        del os.environ[name]
+    report, output = {"benchmark": "filesystem", "runs": args.runs, "warmup": args.warmup}, []
+    bench = None
+    try:
+        bench = engines.Bench()
+        vessel = bench.vessel("vessel")
+        vessel.load_image(bench.rootfs_tar)
+        podman = start_podman(bench, args.podman_runtime)
+        tree = os.path.join(bench.dir, "tree")
+        size = make_tree(tree, args.files, args.file_kb)
+        out = os.path.join(bench.dir, "out")
+        vessel.sh("create", "--name", "box", "--network", "none", "busybox", "true")
+        vessel.sh("cp", tree, "box:/in0")
+        for engine_ in [podman] if podman is not None else []:
+            os.makedirs(os.path.join(out, engine_.name))
+            engine_.sh("create", "--name", "box", "--network", "none", "localhost/busybox", "true")
+            engine_.sh("cp", tree, "box:/in0")
+        os.makedirs(os.path.join(out, "vessel"))
+        output.append(f"a tree of {args.files} files, {size / 1e6:.1f} MB, into and out of a created container; "
+                      f"{args.runs} samples each after {args.warmup} warm-up rounds, interleaved")
+        report["tree"] = {"files": args.files, "bytes": size}
+        for title, group in contenders(vessel, podman, tree, out):
+            rows = harness.run_interleaved(group, args.runs, args.warmup, timeout=300)
+            harness.add_ratios(rows, "podman" if podman is not None else "vessel")
+            report[title] = {"rows": rows}
+            output += ["", f"`{title}`", harness.format_table(rows, "podman" if podman is not None else "vessel")]
+        versions = {"vessel": vessel.version(), "podman": harness.program_version(["podman", "--version"])}
+        report["machine"] = harness.machine_info(versions)
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        if bench is not None:
+            bench.close()
+    print(harness.format_machine(report["machine"]))
+    print("\n".join(output))
+    if args.json:
+        harness.write_json(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
