@@ -350,6 +350,9 @@ def _host_options(spec, config, container_id, rootfs, private_dir, peer_pid):
             cpu[key] = value
     if cpu:
         resources["cpu"] = cpu
+    # Docker's default rules beyond the spec's devices: mknod of any node (opening it stays denied) and /dev/net/tun
+    resources["devices"] += [{"allow": True, "type": "c", "access": "m"}, {"allow": True, "type": "b", "access": "m"},
+                             {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"}]
     for device in config.devices:
         _add_device(linux, device)
     for rule in config.device_cgroup_rules:
