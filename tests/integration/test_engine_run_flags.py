@@ -84,6 +84,8 @@ def test_groups_oom_score_and_sysctls(vessel):
                     "id -G; cat /proc/self/oom_score_adj /proc/sys/kernel/shmmax "
                     "/proc/sys/net/ipv4/ip_forward").stdout.splitlines()
     assert {"5", "4242"} <= set(output[0].split()) and output[1:] == ["500", "123456", "1"]
+    vessel("run", "-d", "--name", "grouped", "--group-add", "4242", "busybox", "sleep", "100")
+    assert "4242" in vessel("exec", "-u", "nobody", "grouped", "id", "-G").stdout.split()
     result = vessel("run", "--rm", "--group-add", "nosuchgroup", "busybox", "true", code=125)
     assert "Unable to find group nosuchgroup" in result.stderr
 

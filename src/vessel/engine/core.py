@@ -635,7 +635,8 @@ class Engine:
         if user:
             resolved = specgen.resolve_user(self.rootfs(record.id), user)
             argv += ["--user", f"{resolved.uid}:{resolved.gid}"]
-            argv += [f"--additional-gids={g}" for g in resolved.additional_gids]
+            extra = specgen.resolve_groups(self.rootfs(record.id), record.config.group_add)  # as Docker's exec
+            argv += [f"--additional-gids={g}" for g in dict.fromkeys(resolved.additional_gids + extra)]
         if workdir:
             argv += ["--cwd", workdir]
         for item in env:
