@@ -132,10 +132,7 @@ class Mount:
     flag: str = "-v"
     spec: str = ""
     mode: str = ""                   # the mode text of -v (inspect's Mode)
-
-    @property
-    def anonymous_target(self):
-        return self.type == "volume" and not self.source
+    anonymous: bool = False          # volume only: named by the engine at create (removed with the container)
 
 
 def _invalid_spec(text, reason=""):

@@ -186,8 +186,9 @@ class Volumes:
                 continue
             if mount.source and self.state.query("SELECT 1 FROM volumes WHERE name = ?", (mount.source,)):
                 continue
+            mount.anonymous = not mount.source
             volume = self.create(mount.source or None, mount.driver, mount.volume_labels, mount.driver_options,
-                                 anonymous=not mount.source)
+                                 anonymous=mount.anonymous)
             mount.source = volume.name
             made.append(volume.name)
 
@@ -211,8 +212,9 @@ class Volumes:
                 continue
             try:
                 volume = self.get(mount.source)
-            except NotFound:
-                volume = self.create(mount.source, mount.driver, mount.volume_labels, mount.driver_options)
+            except NotFound:  # removed since the container was created
+                volume = self.create(mount.source, mount.driver, mount.volume_labels, mount.driver_options,
+                                     anonymous=mount.anonymous)
             path = self.data_path(volume.name)
             if volume.options:
                 self._acquire(volume, record.id)
