@@ -298,6 +298,20 @@ def _preload_runtime():
             importlib.import_module(f"vessel.runtime.{name}")
 
 
+def _compile_seccomp(bundle):
+    """Compile the bundle's seccomp filter in the monitor (once per profile): the forked create reuses it."""
+    from vessel.runtime import jsonio, launcher
+
+    _preload_runtime()
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as handle:
+            section = jsonio.loads(handle.read()).get("linux", {}).get("seccomp")
+        if section is not None:
+            launcher.seccomp_program(section)
+    except (OSError, ValueError, VesselError):
+        pass  # the runtime's create reports it
+
+
 def _hook(module, name):
     """vessel.engine.<module>.<name> if another part of the engine provides it, else None."""
     import importlib
@@ -705,6 +719,8 @@ class Monitor:
             supervised.outputs = {out_r: "stdout", err_r: "stderr"}
             args.append(record.id)
             stdio = (stdin_r, out_w, err_w)
+        if _own_runtime_args(record.runtime) is not None:
+            _compile_seccomp(bundle)
         try:
             result = self.run_runtime(record, args, stdio=stdio, capture=False, timeout=_RUNTIME_TIMEOUT)
         finally:

@@ -11,7 +11,7 @@ import os
 
 from vessel.errors import InvalidArgument, Unsupported
 from vessel.runtime import container as ctr
-from vessel.runtime import linux, spec as oci, sync
+from vessel.runtime import jsonio, linux, spec as oci, sync
 
 __all__ = ["create"]
 
@@ -46,16 +46,30 @@ def prepare(bundle, systemd_cgroup=False):
         caps = capabilities.parse(spec_.process.capabilities)
     program, flags = None, ()
     if spec_.linux.seccomp is not None:
-        from vessel.runtime import seccomp
-
-        config = seccomp.parse(spec_.linux.seccomp)
-        program = seccomp.compile(config)
-        flags = tuple(config.flags)
+        program, flags = seccomp_program(spec_.linux.seccomp)
     from vessel.runtime import cgroups
 
     resources = cgroups.parse_resources(spec_.linux.resources)
     _check_unsupported(spec_)
     return Prepared(spec_, caps, program, flags, resources)
+
+
+_compiled_seccomp = {}  # linux.seccomp as JSON -> (program, flags), for a process that creates many containers
+
+
+def seccomp_program(section):
+    """(BPF program, flags) of a config's linux.seccomp; each distinct section is compiled once per process.
+
+    The engine's monitor compiles before it forks `create`, so the forked
+    verb finds the filter already compiled.
+    """
+    key = jsonio.dumps(section)
+    if key not in _compiled_seccomp:
+        from vessel.runtime import seccomp
+
+        config = seccomp.parse(section)
+        _compiled_seccomp[key] = (seccomp.compile(config), tuple(config.flags))
+    return _compiled_seccomp[key]
 
 
 def _check_unsupported(spec_):
@@ -234,8 +248,6 @@ def _launch(container, prepared, created, console, pid_file, no_pivot, preserve_
     container.data["status"] = ctr.CREATED
     container.save()
     if pid_file:
-        from vessel.runtime import jsonio
-
         jsonio.write_atomic(os.path.abspath(pid_file), str(pid), 0o644)
         created.files.append(os.path.abspath(pid_file))
 
@@ -269,16 +281,12 @@ def _split_device_rules(resources):
 
 def _copy_config(bundle, destination):
     """Keep the config as it was at create: exec, start and delete read this copy."""
-    from vessel.runtime import jsonio
-
     with open(os.path.join(bundle, "config.json"), "rb") as f:
         jsonio.write_atomic(destination, f.read())
 
 
 def load_config(container):
     """The spec saved at create time."""
-    from vessel.runtime import jsonio
-
     with open(container.file("config.json"), "rb") as f:
         raw = jsonio.loads(f.read())
     return oci.parse(raw, container.data.get("bundle") or "/", check_rootfs=False)
