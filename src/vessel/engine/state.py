@@ -84,20 +84,34 @@ _DEFAULTS = {name: value for name, _, value in _ADDED_COLUMNS}
 class Record:
     """One row of the containers table, typed."""
 
-    __slots__ = _COLUMNS
+    __slots__ = tuple(name for name in _COLUMNS if name != "config") + ("_config", "_config_text")
 
     def __init__(self, **values):
+        self._config_text = None
         for name in _COLUMNS:
             setattr(self, name, values[name] if name in values else _DEFAULTS[name])
 
     @classmethod
     def from_row(cls, row):
         values = dict(zip(_COLUMNS, row))
-        values["config"] = ContainerConfig.from_json(json.loads(values["config"]))
+        config_text = values.pop("config")
         values["runtime"] = json.loads(values["runtime"])
         values["labels"] = json.loads(values["labels"])
         values["health"] = HealthState.from_json(json.loads(values["health"] or "null"))
-        return cls(**values)
+        record = cls(config=None, **values)
+        record._config_text = config_text
+        return record
+
+    @property
+    def config(self):
+        """The ContainerConfig, decoded on first use (`ps -q` over many rows needs none of them)."""
+        if self._config is None:
+            self._config = ContainerConfig.from_json(json.loads(self._config_text))
+        return self._config
+
+    @config.setter
+    def config(self, value):
+        self._config = value
 
     @property
     def running(self):
