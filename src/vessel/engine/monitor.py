@@ -38,7 +38,7 @@ from vessel.runtime import sync
 
 __all__ = ["Monitor", "connect", "request", "attach_to", "main", "runtime_error", "socket_path"]
 
-_IDLE_GRACE = 2.0          # an idle monitor waits this long for the next start before it leaves
+_IDLE_GRACE = 5.0          # an idle monitor waits this long for the next start before it leaves
 _SLIM_AFTER = 0.5          # a monitor quiet this long sheds the engine's code (a slim handoff)
 _DRAIN_TIMEOUT = 2.0       # output is still read this long after the init exited
 _CLIENT_BACKLOG = 8 << 20  # an attach client that falls this many bytes behind is dropped
