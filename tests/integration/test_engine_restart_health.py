@@ -91,8 +91,9 @@ def test_stop_and_rm_during_the_back_off(vessel, names):
     first, second = names("backoff"), names("backoff")
     for name in (first, second):
         vessel("run", "-d", "--name", name, "--restart", "always", "busybox", "sh", "-c", "exit 1")
-    for name in (first, second):
-        _until(lambda: _state(vessel, name)[0]["Status"] == "restarting", what="a back-off wait")
+    # from the 6th restart on the back-off is 3.2 s or more: long enough to look at a waiting container
+    _until(lambda: _state(vessel, first)[1] >= 6 and _state(vessel, first)[0]["Status"] == "restarting",
+           what="a long back-off wait")
     status = vessel("ps", "--filter", f"name={first}", "--format", "{{.Status}}").stdout
     assert status.startswith("Restarting (1) ") and status.strip().endswith("ago"), status
     state, _ = _state(vessel, first)

@@ -468,8 +468,9 @@ class Engine:
         from vessel.runtime.signals import parse_signal
 
         record = self.get(name_or_id)
-        if record.status in (RUNNING, PAUSED, RESTARTING):
+        if record.status in (RUNNING, PAUSED, RESTARTING) or restart.being_started(record):
             restart.mark_stopped(self, record.id)  # before the signal: the exit must not restart it
+            record = restart.settle(self, record)
         if record.status not in (RUNNING, PAUSED):
             return record
         timeout = record.config.stop_timeout if timeout is None else timeout
@@ -576,6 +577,7 @@ class Engine:
                            "attempting removal or force remove")
         if force:
             restart.mark_stopped(self, record.id)
+            record = restart.settle(self, record)
         if record.status in (RUNNING, PAUSED):
             if not force:
                 raise Conflict(f'cannot remove container "/{record.name}": container is running: stop the '

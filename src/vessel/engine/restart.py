@@ -14,12 +14,13 @@ starts what `due_after_boot` selects, what Docker's daemon would start when it
 comes up.
 """
 
+import time
 from dataclasses import dataclass
 
 from vessel.errors import InvalidArgument
 
 __all__ = ["RestartPolicy", "POLICIES", "after_exit", "decide", "next_delay", "mark_stopped", "resume",
-           "due_after_boot", "start_each"]
+           "due_after_boot", "being_started", "settle", "start_each"]
 
 POLICIES = ("no", "always", "on-failure", "unless-stopped")
 FIRST_DELAY = 0.1           # seconds; Docker's defaultTimeout
@@ -161,6 +162,23 @@ def due_after_boot(records):
     return [record for record in records
             if record.status == EXITED and decide(record.config.restart_policy, record.exit_code,
                                                   record.restart_count, record.manually_stopped)]
+
+
+def being_started(record):
+    """Whether `record` is `created` because it is being started again (it ran before; a failed start has an error)."""
+    from vessel.engine.state import CREATED
+
+    return record.status == CREATED and bool(record.started) and not record.error
+
+
+def settle(engine, record, timeout=30):
+    """The fresh record once a start in progress has ended (bounded), so that a stop or rm -f acts on the result."""
+    deadline = time.monotonic() + timeout
+    current = engine.state.by_id(record.id)
+    while current is not None and being_started(current) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        current = engine.state.by_id(record.id)
+    return current or record
 
 
 def start_each(engine, records):
