@@ -492,23 +492,27 @@ class Monitor:
                 due = max(0.0, self.timers[0].when - now)
                 timeout = due if timeout is None else min(timeout, due)
             for key, mask in self.selector.select(timeout):
-                kind, item = key.data
-                if kind == "wake":
-                    self._drain_wake()
-                    self.reap()
-                elif kind == "listener":
-                    self.accept()
-                elif kind == "request":
-                    self.read_request(key.fileobj)
-                elif kind == "output":
-                    self.copy_output(item, key.fd)
-                elif kind == "client":
-                    if mask & selectors.EVENT_WRITE:
-                        self.flush_client(item)
-                    if mask & selectors.EVENT_READ and item.container is not None:
-                        self.client_input(item)
-                elif kind == "exec":
-                    self.exec_output(item)
+                self._guarded(self.dispatch, key, mask)
+
+    def dispatch(self, key, mask):
+        """Handle one ready fd of the loop."""
+        kind, item = key.data
+        if kind == "wake":
+            self._drain_wake()
+            self.reap()
+        elif kind == "listener":
+            self.accept()
+        elif kind == "request":
+            self.read_request(key.fileobj)
+        elif kind == "output":
+            self.copy_output(item, key.fd)
+        elif kind == "client":
+            if mask & selectors.EVENT_WRITE:
+                self.flush_client(item)
+            if mask & selectors.EVENT_READ and item.container is not None:
+                self.client_input(item)
+        elif kind == "exec":
+            self.exec_output(item)
 
     def busy(self):
         return bool(self.containers or self.pending or self.children or
@@ -541,7 +545,7 @@ class Monitor:
         return False
 
     def _guarded(self, callback, *args):
-        """Run a hook or timer callback; its failure is logged, never the monitor's end."""
+        """Run an event handler, hook or timer callback; its failure is logged, never the monitor's end."""
         try:
             callback(*args)
         except Exception:  # noqa: BLE001 - one container's hook must not stop the others
