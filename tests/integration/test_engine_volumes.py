@@ -231,6 +231,11 @@ def test_tmpfs_typed_local_volume(vessel):
     vessel("rm", "-f", second)
     assert _mounted_below(data) == []
     assert vessel("run", "--rm", "-v", "tv:/t", "busybox", "ls", "-A", "/t").stdout == ""
+    # made by --mount with the driver's options; an anonymous one by --mount without a source
+    out = vessel("run", "--rm", "--mount", "source=tv2,target=/t,volume-opt=type=tmpfs,volume-opt=device=tmpfs,"
+                 "volume-opt=o=size=3m", "--mount", "type=volume,target=/anon", "busybox", "df", "-k", "/t")
+    assert out.stdout.splitlines()[1].split()[1] == "3072"
+    vessel("volume", "rm", "tv2")
     result = vessel("volume", "create", "-o", "type=tmpfs", "bad", code=125)
     assert result.stderr == 'Error: missing required option: "device"\n'
     result = vessel("volume", "create", "-o", "color=red", "bad", code=125)

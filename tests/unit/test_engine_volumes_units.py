@@ -34,6 +34,8 @@ def test_parse_mount_fields():
     assert volume.driver_options == {"type": "tmpfs", "device": "tmpfs"} and volume.volume_labels == {"a": "b"}
     assert volume.flag == "--mount" and not volume.nocopy
     assert parse_mount("type=volume,target=/d,volume-nocopy=false").nocopy is False
+    quoted = parse_mount('target=/d,"volume-opt=o=size=1m,uid=1000",volume-opt=type=tmpfs')
+    assert quoted.driver_options == {"o": "size=1m,uid=1000", "type": "tmpfs"}
     assert parse_mount("target=/anon").source == ""
     bind = parse_mount("type=bind,src=/srv,target=/s,readonly=true,bind-propagation=rslave")
     assert (bind.source, bind.readonly, bind.propagation) == ("/srv", True, "rslave")

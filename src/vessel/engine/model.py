@@ -5,6 +5,7 @@
 with `ContainerConfig.from_json`, so nothing downstream digs in dicts.
 """
 
+import csv
 import dataclasses
 import os
 import re
@@ -214,7 +215,11 @@ def parse_mount(text):
     """`--mount type=bind|volume|tmpfs,source=,target=,...` as the Docker CLI and daemon read it."""
     values = {"type": "volume"}
     repeated = {"volume-opt": {}, "volume-label": {}}
-    for item in (part.strip() for part in text.split(",")):
+    try:  # CSV as Docker reads it: "volume-opt=o=size=1m,uid=1000" in quotes keeps its comma
+        fields = next(csv.reader([text]))
+    except (csv.Error, StopIteration):
+        raise InvalidArgument(f"invalid argument \"{text}\" for \"--mount\" flag: bad CSV") from None
+    for item in (part.strip() for part in fields):
         key, sep, value = item.partition("=")
         key = key.lower()
         if key not in _MOUNT_KEYS:
