@@ -71,6 +71,23 @@ def vessel(tmp_path, names, busybox_tarball):
     cli.teardown()
 
 
+def monitors(vessel):
+    """Pids of the live container monitors of this test's root."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                if handle.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue
+        except OSError:
+            continue
+        if any(b"vessel.engine.monitor" in arg for arg in argv) and vessel.root.encode() in argv:
+            found.append(int(pid))
+    return found
+
+
 def _mounted_below(path):
     with open("/proc/self/mountinfo") as handle:
         return [line.split()[4] for line in handle if line.split()[4].startswith(path)]
@@ -446,16 +463,7 @@ def test_concurrent_starts_start_once_under_one_monitor(vessel):
     assert vessel("ps", "--format", "{{.Names}} {{.State}}").stdout == "once running\n"
     time.sleep(0.3)
     assert vessel("logs", "once").stdout == "started\n"
-    monitors = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                cmdline = handle.read().split(b"\0")
-        except OSError:
-            continue
-        if any(b"vessel.engine.monitor" in arg for arg in cmdline) and vessel.root.encode() in cmdline:
-            monitors.append(pid)
-    assert len(monitors) == 1
+    assert len(monitors(vessel)) == 1
     assert json.loads(vessel("inspect", container_id).stdout)[0]["State"]["Running"]
 
 

@@ -13,24 +13,7 @@ import time
 
 import pytest
 
-from test_engine_cli import _assert_clean, busybox_tarball, vessel  # noqa: F401 - fixtures
-
-
-def _monitors(vessel):
-    """Pids of the live monitor processes of this test's root."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                argv = handle.read().split(b"\0")
-            with open(f"/proc/{pid}/stat", "rb") as handle:
-                if handle.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    continue
-        except OSError:
-            continue
-        if any(b"vessel.engine.monitor" in arg for arg in argv) and vessel.root.encode() in argv:
-            found.append(int(pid))
-    return found
+from test_engine_cli import _assert_clean, busybox_tarball, monitors, vessel  # noqa: F401 - fixtures
 
 
 def _cmdline(pid):
@@ -65,7 +48,7 @@ def test_many_containers_under_one_monitor(vessel):
     for name in names:
         vessel("run", "-d", "--name", name, "busybox", "sh", "-c", f"echo {name}; sleep 100")
     pids = {_monitor_pid(vessel, name) for name in names}
-    assert len(pids) == 1 and _monitors(vessel) == list(pids)
+    assert len(pids) == 1 and monitors(vessel) == list(pids)
     monitor = pids.pop()
     # quiet, it hands off to a copy of itself without the engine's code (same process)
     _wait_for(lambda: b"--successor" in _cmdline(monitor))
@@ -75,7 +58,7 @@ def test_many_containers_under_one_monitor(vessel):
     _wait_for(lambda: all(vessel("logs", name).stdout == f"{name}\n" for name in names))
     vessel("stop", "-t", "0", names[0])
     assert vessel("inspect", "-f", "{{.State.ExitCode}}", names[0]).stdout.strip() == "137"
-    assert _monitors(vessel) == [monitor]  # still serving the others
+    assert monitors(vessel) == [monitor]  # still serving the others
     vessel("rm", "-f", *names)
     _assert_clean(vessel)
 
@@ -83,8 +66,8 @@ def test_many_containers_under_one_monitor(vessel):
 def test_monitor_leaves_when_idle(vessel):
     vessel("run", "-d", "--name", "brief", "busybox", "sleep", "0.5")
     monitor = _monitor_pid(vessel, "brief")
-    assert _monitors(vessel) == [monitor]
-    _wait_for(lambda: _monitors(vessel) == [])
+    assert monitors(vessel) == [monitor]
+    _wait_for(lambda: monitors(vessel) == [])
     assert vessel("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "brief").stdout == "exited 0\n"
     assert not [n for n in os.listdir(vessel.runroot) if n.endswith(".sock")]
     # the next start launches a new one
@@ -99,7 +82,7 @@ def test_killed_monitor(vessel):
     vessel("run", "-d", "--name", "stopped", "busybox", "sh", "-c", "trap 'exit 9' TERM; while true; do sleep 0.1; done")
     monitor = _monitor_pid(vessel, "kept")
     os.kill(monitor, signal.SIGKILL)
-    _wait_for(lambda: _monitors(vessel) == [])
+    _wait_for(lambda: monitors(vessel) == [])
     assert vessel("ps", "--format", "{{.Names}} {{.State}}").stdout.split("\n")[:3] == \
         ["stopped running", "waited running", "kept running"]
     waiting = vessel.popen("wait", "waited", stdout=subprocess.PIPE, text=True)
@@ -124,7 +107,7 @@ def test_handoff_keeps_containers(vessel):
     os.kill(monitor, signal.SIGHUP)
 
     _wait_for(lambda: b"--successor" in _cmdline(monitor))
-    assert _monitors(vessel) == [monitor]  # the same process, a new program
+    assert monitors(vessel) == [monitor]  # the same process, a new program
     # the exit codes of containers that end after the handoff are recorded
     _wait_for(lambda: vessel("inspect", "-f", "{{.State.Status}}", "ending", "term").stdout == "exited\nexited\n")
     assert vessel("inspect", "-f", "{{.State.ExitCode}}", "ending", "term").stdout == "5\n2\n"
