@@ -4,7 +4,7 @@ import click
 
 from vessel.errors import VesselError
 
-__all__ = ["client", "for_each", "print_documents"]
+__all__ = ["client", "for_each", "print_documents", "print_pruned"]
 
 
 def client(obj):
@@ -28,6 +28,18 @@ def print_documents(documents, fmt, failed=False):
         click.echo(json.dumps(documents, indent=4, ensure_ascii=False))
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def print_pruned(title, names, reclaimed):
+    """A prune's report: the title and the names (if any), then Docker's "Total reclaimed space" line."""
+    from vessel.cli.images import human_size
+
+    if names:
+        click.echo(title)
+        for name in names:
+            click.echo(name)
+        click.echo("")
+    click.echo(f"Total reclaimed space: {human_size(reclaimed)}")
 
 
 def for_each(names, action):

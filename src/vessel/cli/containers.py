@@ -15,7 +15,7 @@ import time
 import click
 
 from vessel.cli.images import human_duration, human_size, render, table
-from vessel.cli.common import for_each, print_documents
+from vessel.cli.common import for_each, print_documents, print_pruned
 from vessel.cli.filesystem import commit, cp
 from vessel.errors import InvalidArgument, NotFound, VesselError
 
@@ -817,12 +817,7 @@ def prune(obj, force):
                                        "Are you sure you want to continue?", default=False):
         return
     result = _client(obj).containers.prune()
-    if result["ContainersDeleted"]:
-        click.echo("Deleted Containers:")
-        for container_id in result["ContainersDeleted"]:
-            click.echo(container_id)
-        click.echo("")
-    click.echo(f"Total reclaimed space: {human_size(result['SpaceReclaimed'])}")
+    print_pruned("Deleted Containers:", result["ContainersDeleted"], result["SpaceReclaimed"])
 
 
 @click.command("port")

@@ -4,7 +4,7 @@ import json
 
 import click
 
-from vessel.cli.common import client as _client, for_each, print_documents
+from vessel.cli.common import client as _client, for_each, print_documents, print_pruned
 from vessel.cli.networks import _pairs
 from vessel.cli.images import human_size, render, table
 from vessel.errors import InvalidArgument, NotFound
@@ -124,12 +124,7 @@ def prune(obj, prune_all, force, filters):
     if prune_all:
         parsed["all"] = ["true"]
     result = _client(obj).volumes.prune(filters=parsed)
-    if result["VolumesDeleted"]:
-        click.echo("Deleted Volumes:")
-        for name in result["VolumesDeleted"]:
-            click.echo(name)
-        click.echo("")
-    click.echo(f"Total reclaimed space: {human_size(result['SpaceReclaimed'])}")
+    print_pruned("Deleted Volumes:", result["VolumesDeleted"], result["SpaceReclaimed"])
 
 
 volume.add_command(ls, "list")
