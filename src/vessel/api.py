@@ -134,18 +134,30 @@ class ImageCollection:
         return self.store.get(name)
 
     def list(self, name=None, all=False, filters=None):  # noqa: A002 - docker-py's name
-        """All images, newest first; `name` keeps those with a tag of that repository (or repository:tag)."""
+        """All images, newest first; `name` (or filters={"reference": ...}) keeps those with a tag of that
+        repository (or repository:tag); filters "dangling" (True: untagged only) and "label" (key or key=value)."""
+        from vessel.engine.model import label_matches
         from vessel.image.reference import parse
 
+        filters = {k: [v] if isinstance(v, (str, bool)) else list(v) for k, v in (filters or {}).items()}
+        unknown = set(filters) - {"dangling", "label", "reference"}
+        if unknown:
+            raise InvalidArgument(f"invalid filter '{sorted(unknown)[0]}'")
+        names = ([name] if name else []) + filters.get("reference", [])
+
+        def named(image, text):
+            wanted = parse(text)
+            bare = ":" not in text.rpartition("/")[2] and "@" not in text
+            return any(parse(t).repository == wanted.repository if bare else parse(t).familiar == wanted.familiar
+                       for t in image.repo_tags)
+
         images = self.store.list()
-        if name:
-            wanted = parse(name)
-            bare = ":" not in name.rpartition("/")[2] and "@" not in name
-            images = [i for i in images if any(
-                (parse(t).repository == wanted.repository) if bare else parse(t).familiar == wanted.familiar
-                for t in i.repo_tags)]
-        if filters:
-            raise InvalidArgument("image list filters are not supported by this API yet (use `vessel images -f`)")
+        for text in names:
+            images = [i for i in images if named(i, text)]
+        for value in filters.get("dangling", []):
+            images = [i for i in images if bool(i.repo_tags) != (str(value).lower() in ("true", "1"))]
+        for value in filters.get("label", []):
+            images = [i for i in images if label_matches(i.config.config.labels or {}, value)]
         return images
 
     def pull(self, repository, tag=None, all_tags=False, platform=None, progress=None):

@@ -67,6 +67,9 @@ def test_api_images_and_run_pull(vessel, registry, client):  # noqa: F811
     assert client.images.get(f"{name}:v3").id == image.id
     assert [i.id for i in client.images.list(name)] == [image.id]
     assert client.images.list(f"{name}:nosuchtag") == []
+    assert [i.id for i in client.images.list(filters={"reference": f"{name}:v3", "dangling": False})] == [image.id]
+    assert all(not i.repo_tags for i in client.images.list(filters={"dangling": True}))
+    assert client.images.list(filters={"label": "no.such.label"}) == []
     assert client.images.tag(image.id, "local/copy", "one") is True
     assert client.images.get("local/copy:one").id == image.id
     assert client.images.remove("local/copy:one") == [{"Untagged": "local/copy:one"}]
