@@ -325,6 +325,7 @@ def check_docker_init():
 
 
 def swap_accounted():
+    """Whether the kernel limits memory+swap (cgroup v1 memsw files, or v2's memory.swap.max)."""
     return os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes") or \
         os.path.exists("/sys/fs/cgroup/memory.swap.max")
 
