@@ -117,6 +117,7 @@ def test_config_checks(options, message):
 def test_template_map_argument():
     rows = [{"Names": "web", "Label": {"tier": "front"}}, {"Names": "db", "Label": {}}]
     assert render('{{.Names}}={{.Label "tier"}}', rows) == "web=front\ndb="
+    assert render('{{index .Label "tier"}}|{{json .Label}}', rows[:1]) == 'front|{"tier":"front"}'
     assert render('table {{.Names}}\t{{.Label "tier"}}', rows).splitlines()[0].split() == ["NAMES", "LABEL"]
 
 

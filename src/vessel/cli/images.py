@@ -2,7 +2,7 @@
 login, logout.  Output follows the Docker CLI's columns and wording.
 
 `--format` takes the Go-template subset people use in scripts: `{{.Field}}`,
-`{{json .}}`, `{{json .Field}}`, `{{.Map "key"}}` and a leading `table`.
+`{{json .}}`, `{{json .Field}}`, `{{.Map "key"}}`, `{{index .Map "key"}}` and a leading `table`.
 """
 
 import datetime
@@ -15,7 +15,7 @@ import click
 
 from vessel.errors import InvalidArgument, VesselError
 
-_TEMPLATE_FIELD = re.compile(r'\{\{\s*(json\s+)?\.([A-Za-z][A-Za-z0-9.]*)?(?:\s+"([^"]*)")?\s*\}\}')
+_TEMPLATE_FIELD = re.compile(r'\{\{\s*(json\s+|index\s+)?\.([A-Za-z][A-Za-z0-9.]*)?(?:\s+"([^"]*)")?\s*\}\}')
 
 
 def _store(root):
@@ -123,9 +123,9 @@ def render(template, records, headers=None):
             value = record
             for key in (match.group(2) or "").split(".") if match.group(2) else []:
                 value = value.get(key) if isinstance(value, dict) else None
-            if match.group(3) is not None:  # {{.Label "key"}}: a map field indexed by its argument
-                value = value.get(match.group(3), "") if isinstance(value, dict) else None
-            if match.group(1) or not match.group(2):
+            if match.group(3) is not None:  # {{.Label "key"}}, {{index .Labels "key"}}: a map entry
+                value = value.get(match.group(3), "") if isinstance(value, dict) else ""  # (Go: a nil map's zero)
+            if (match.group(1) or "").startswith("json") or not match.group(2):
                 return json.dumps(value, separators=(",", ":"))
             return _go_text(value)
         return _TEMPLATE_FIELD.sub(field, template)
