@@ -10,7 +10,7 @@ from vessel.cli.images import render
 from vessel.engine.attach import EscapeFilter, parse_detach_keys
 from vessel.engine.model import (DEFAULT_SHM_SIZE, ContainerConfig, Device, parse_cpuset, parse_device_cgroup_rule,
                                  parse_env_file, parse_namespace_mode, parse_sysctl)
-from vessel.errors import InvalidArgument
+from vessel.errors import InvalidArgument, NotFound
 
 
 def test_device_forms():
@@ -135,3 +135,19 @@ def test_cpus_range():
     assert parse_cpus("0.5") == 500_000_000
     with pytest.raises(InvalidArgument, match=f"Range of CPUs is from 0.01 to {os.cpu_count()}.00"):
         parse_cpus(str(os.cpu_count() + 1))
+
+
+def test_user_files_follow_symlinks_inside_the_root_only(tmp_path):
+    from vessel.engine import specgen
+
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "lib").mkdir()
+    (root / "lib" / "passwd.real").write_text("app:x:4242:4343::/srv:/bin/sh\n")
+    (root / "etc" / "passwd").symlink_to("/lib/passwd.real")  # absolute: taken inside the root, as Docker does
+    (root / "etc" / "group").symlink_to("../../../../lib/group.fifo")
+    os.mkfifo(root / "lib" / "group.fifo")  # never opened for reading: that would block
+    user = specgen.resolve_user(str(root), "app")
+    assert (user.uid, user.gid, user.home) == (4242, 4343, "/srv")
+    with pytest.raises(NotFound, match="unable to find group staff"):
+        specgen.resolve_user(str(root), "app:staff")

@@ -32,20 +32,28 @@ class User:
 
 
 def _read_in_root(rootfs, path):
-    """Lines of a small file inside the rootfs, or [] when absent."""
+    """Lines of a small regular file inside the rootfs, or [] when absent (or not a regular file).
+
+    Symlinks are followed as Docker does, but inside the rootfs (RESOLVE_IN_ROOT); the file is
+    opened for reading only once it is known to be a regular file (never a FIFO or a device).
+    """
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
-            fd = paths.open_in_root(root_fd, path, os.O_RDONLY | os.O_NOFOLLOW)
+            found = paths.open_in_root(root_fd, path)
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as exc:
-            if exc.errno == 40:  # ELOOP: the last component is a symlink
+            if exc.errno == 40:  # ELOOP: a symlink loop
                 return []
             raise
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            if not stat.S_ISREG(os.fstat(found).st_mode):
                 return []
+            fd = os.open(paths.fd_path(found), os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            os.close(found)
+        try:
             data = os.read(fd, _MAX_DB_FILE + 1)
         finally:
             os.close(fd)
