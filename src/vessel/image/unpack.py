@@ -34,6 +34,7 @@ Two whiteout styles:
 import errno
 import hashlib
 import os
+import queue
 import stat
 import struct
 import threading
@@ -44,9 +45,16 @@ from vessel.runtime import linux
 
 __all__ = ["LayerResult", "apply_layer", "decompressed", "detect_compression"]
 
+try:
+    from vessel.image._filewriter import write_files as _write_files
+except ImportError:  # not built (no compiler at install time): files are written from Python
+    _write_files = None
+
 _CHUNK = 1 << 20
 _READ_AHEAD = 4  # chunks the reader thread may be ahead
 _MAX_CACHED_DIRS = 512
+_WRITER_BATCH = 1024  # files per call of the native writer (each call takes the GIL twice)
+_WRITER_BATCHES = 4  # batches handed over and not yet written
 _BLOCK = 512
 _ZERO_BLOCK = bytes(_BLOCK)
 _MAX_EXTENSION = 1 << 20  # pax and GNU long-name headers; real ones are tiny
@@ -501,13 +509,120 @@ def _umask():
     return 0o022
 
 
+class _FileWriter:
+    """Creates regular files with the native helper on its own thread, in batches, in order.
+
+    The helper makes the system calls with the GIL released, so parsing and the other
+    entries go on meanwhile on the main thread.  The applier hands over only files whose
+    parent is a directory this layer made (so its fd is the real place) and waits (sync)
+    before anything that could touch a file still queued.
+    """
+
+    def __init__(self):
+        self._ops = []
+        self._names = []
+        self._closing = []  # retired directory fds: closed once the batch using them is written
+        self._queue = queue.SimpleQueue()
+        self._slots = threading.Semaphore(_WRITER_BATCHES)
+        self.error = None
+        self.running = True
+        self._thread = threading.Thread(target=self._run, name="layer-writer", daemon=True)
+        self._thread.start()
+
+    def add(self, op, name):
+        self._ops.append(op)
+        self._names.append(name)
+        if len(self._ops) >= _WRITER_BATCH:
+            self.flush()
+
+    def close_later(self, fds):
+        self._closing.extend(fds)
+
+    def flush(self):
+        if self.error is not None:
+            self._raise()
+        if self._ops or self._closing:
+            self._slots.acquire()
+            self._queue.put((self._ops, self._names, self._closing))
+            self._ops, self._names, self._closing = [], [], []
+
+    def sync(self):
+        """Wait until every file handed over is written; raise the first failure."""
+        self.flush()
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait()
+        if self.error is not None:
+            self._raise()
+
+    def close(self):
+        """Stop the thread after what it is writing (the rest is dropped: the layer failed)."""
+        if self.running:
+            self.running = False
+            self._queue.put(None)
+            self._thread.join()
+            for fd in self._closing:
+                os.close(fd)
+            self._closing = []
+
+    def _raise(self):
+        name, exc = self.error
+        exc.layer_entry = name
+        raise exc
+
+    def _run(self):
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            ops, names, closing = item
+            try:
+                if self.error is None and self.running:
+                    self._write(ops, names)
+            except BaseException as exc:  # noqa: BLE001 - raised on the main thread
+                self.error = (None, exc)
+            finally:
+                for fd in closing:
+                    os.close(fd)
+                self._slots.release()
+
+    def _write(self, ops, names):
+        while ops:
+            failed = _write_files(ops)
+            if failed is None:
+                return
+            index, code = failed
+            dir_fd, name = ops[index][:2]
+            if code != errno.EEXIST or not _replace(dir_fd, name):
+                self.error = (names[index], OSError(code, os.strerror(code)))
+                return
+            ops, names = ops[index:], names[index:]  # again from the one in the way, now removed
+
+
+def _replace(dir_fd, name):
+    """Remove what is in the way of a new file (a layer writing a path again); False if nothing was."""
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(info.st_mode):
+        import shutil
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+    return True
+
+
 class _Applier:
     """Applies entries in order. Directory fds are cached by path (the dirs this layer made
     or opened), dropped all at once when a removal changes the tree; an fd leaving the cache
     is closed only after the current entry, which may still hold it."""
 
-    def __init__(self, target, overlay, lowers):
+    def __init__(self, target, overlay, lowers, writer=None):
         self.overlay = overlay
+        self.writer = writer
+        self.real = {b""} if writer is not None else set()  # dirs made here, reached without symlinks
+        self.pending = set()  # files handed to the writer since its last sync
         self.root_fd = os.open(target, _O_PATH_DIR)
         self.lower_fds = []
         self.dirs = {}
@@ -539,9 +654,59 @@ class _Applier:
         self.setgid_dirs.clear()
 
     def release(self):
-        for fd in self.retired:
-            os.close(fd)
+        if self.writer is not None and self.writer.running:
+            self.writer.close_later(self.retired)
+        else:
+            for fd in self.retired:
+                os.close(fd)
         self.retired.clear()
+
+    def sync(self):
+        """Wait for the files the writer still has: the next step may touch them."""
+        if self.pending:
+            self.writer.sync()
+            self.pending.clear()
+
+    def _settle(self, entry, parts):
+        """sync() unless this entry surely touches no queued file: it is made in a directory made
+        here, at a path not queued, not a whiteout, not a directory again, not a link to a queued file."""
+        key = b"/".join(parts)
+        if (key.rpartition(b"/")[0] in self.real and key not in self.pending and key not in self.real
+                and not parts[-1].startswith(_WHITEOUT)):
+            if entry.type != b"1":
+                return
+            target = b"/".join(_clean(entry.linkname))
+            if target and target.rpartition(b"/")[0] in self.real and target not in self.pending:
+                return
+        self.sync()
+
+    def _hand_over(self, entry, buf, parts):
+        """Queue a regular file for the writer; False if it must be made here (see _FileWriter)."""
+        size = entry.size
+        if entry.xattrs or size > _CHUNK:
+            return False
+        key = b"/".join(parts)
+        parent_key = key[:-len(parts[-1]) - 1] if len(parts) > 1 else b""
+        if parent_key not in self.real or key in self.pending or key in self.real:
+            return False
+        parent = self._open_dir(parts[:-1], True)
+        data = buf.take(size) if size else b""
+        if data is None:
+            raise InvalidArgument("truncated tar archive: file data cut short")
+        entry.size = None  # consumed
+        fresh = parent not in self.setgid_dirs
+        mode = entry.mode
+        flags = 0
+        if self.same_owner and (entry.uid != self.euid or entry.gid != self.egid or not fresh):
+            flags |= 1  # fchown
+        if not fresh or mode & 0o7000 or mode & self.umask:
+            flags |= 2  # fchmod
+        self.writer.add((parent, parts[-1], data, mode, entry.uid, entry.gid, flags, entry.atime, entry.mtime),
+                        entry.name)
+        self.pending.add(key)
+        if not self.overlay:
+            self.created.add(key)
+        return True
 
     # path resolution
 
@@ -566,6 +731,8 @@ class _Applier:
                 raise InvalidArgument(
                     f"{key.decode(errors='replace')}: parent is a dangling symlink") from None
             fd = os.open(parts[-1], _O_PATH_DIR | os.O_NOFOLLOW, dir_fd=parent)
+            if b"/".join(parts[:-1]) in self.real:
+                self.real.add(key)
             self._set_dir_meta(fd, mode, owner, times)
             if not self.overlay:
                 self.created.add(key)
@@ -612,11 +779,14 @@ class _Applier:
 
     def _remove(self, parent, base):
         """Remove `base` in `parent` (without following it); True if something was there."""
+        self.sync()
         try:
             info = os.stat(base, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
             return False
         self._forget_dirs()
+        if self.real:
+            self.real = {b""}  # which dirs are still ours and where: only the root is sure
         if stat.S_ISDIR(info.st_mode):
             import shutil
             shutil.rmtree(base, dir_fd=parent)
@@ -639,10 +809,15 @@ class _Applier:
         if not parts:
             return  # the root itself: containerd ignores it too
         base = parts[-1]
+        kind = entry.type
+        if self.writer is not None:
+            if kind in _REGULAR and not base.startswith(_WHITEOUT) and self._hand_over(entry, buf, parts):
+                return
+            if self.pending:
+                self._settle(entry, parts)
         if base.startswith(_WHITEOUT):
             self._whiteout(parts)
             return
-        kind = entry.type
         parent = self._open_dir(parts[:-1], True)
         if kind in _REGULAR:
             try:
@@ -700,6 +875,9 @@ class _Applier:
             if not stat.S_ISDIR(os.stat(base, dir_fd=parent, follow_symlinks=False).st_mode):
                 self._remove(parent, base)
                 os.mkdir(base, 0o700, dir_fd=parent)
+                self._made_dir(parts)
+        else:
+            self._made_dir(parts)
         fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
         try:
             self._meta(fd, entry)
@@ -712,6 +890,10 @@ class _Applier:
         else:
             self._cache_dir(key, fd)  # its files come next: no openat2 for them
         self.dir_times.append((parts, entry.atime, entry.mtime))
+
+    def _made_dir(self, parts):
+        if self.real and b"/".join(parts[:-1]) in self.real:
+            self.real.add(b"/".join(parts))
 
     def _meta(self, fd, entry, fresh=False):
         """Owner, mode, xattrs and times; `fresh`: a new file that already has our uid/gid and umask-ed mode."""
@@ -801,6 +983,7 @@ class _Applier:
 
     def finish(self):
         """Directory times last: creating children changed them."""
+        self.sync()
         for parts, atime, mtime in reversed(self.dir_times):
             parent = self._open_dir(parts[:-1], False)
             if parent is None:
@@ -809,6 +992,12 @@ class _Applier:
                 os.utime(parts[-1], ns=(atime, mtime), dir_fd=parent, follow_symlinks=False)
             except FileNotFoundError:
                 continue
+
+
+def _is_empty(target):
+    """Whether directory `target` has no entries (then everything in it is this layer's)."""
+    with os.scandir(target) as listing:
+        return next(listing, None) is None
 
 
 def apply_layer(source, target, overlay=True, lowers=(), expected_diff_id=None):
@@ -824,11 +1013,13 @@ def apply_layer(source, target, overlay=True, lowers=(), expected_diff_id=None):
     stream = _Decompressed(source)
     reader = (_Reader if stream.compression else _InlineReader)(stream.read)
     buf = _Buffer(reader.read)
-    applier = None
+    applier = writer = None
     content = count = 0
     entry = None
     try:
-        applier = _Applier(target, overlay, lowers)
+        if _write_files is not None and _is_empty(target):
+            writer = _FileWriter()
+        applier = _Applier(target, overlay, lowers, writer)
         for entry in _read_entries(buf):
             size = entry.size if entry.type in _REGULAR else 0
             applier.apply(entry, buf)
@@ -841,7 +1032,8 @@ def apply_layer(source, target, overlay=True, lowers=(), expected_diff_id=None):
     except (ValueError, OverflowError) as exc:
         raise InvalidArgument(f"invalid tar archive: {exc}") from None
     except OSError as exc:
-        where = entry.name.decode(errors="replace") if entry is not None else target
+        name = getattr(exc, "layer_entry", None) or (entry.name if entry is not None else None)
+        where = name.decode(errors="replace") if name is not None else target
         reason = exc.strerror or str(exc)
         message = f"applying layer entry {where}: {reason[:1].lower()}{reason[1:]}"
         if exc.errno in _INVALID_ERRNOS:
@@ -849,6 +1041,8 @@ def apply_layer(source, target, overlay=True, lowers=(), expected_diff_id=None):
         raise Unavailable(message) from None
     finally:
         reader.close()
+        if writer is not None:
+            writer.close()
         if applier is not None:
             applier.close()
     diff_id = "sha256:" + reader.hash.hexdigest()

@@ -1,0 +1,159 @@
+"""The native file writer of apply_layer (vessel.image._filewriter) and the pure-Python path give
+the same trees, keep the same breakout properties and report the same failures.
+
+The writer is used when the target starts empty; `path` runs each case once with it and once
+with it switched off (as on an install without a compiler).
+"""
+
+import hashlib
+import io
+import os
+import stat
+
+import pytest
+
+from image_fixtures import directory, file, gzipped, hardlink, make_tar, symlink
+from test_image_unpack_breakouts import CASES, outside_snapshot
+from vessel.errors import InvalidArgument
+from vessel.image import unpack
+from vessel.image.unpack import apply_layer
+
+
+@pytest.fixture(params=["native", "python"])
+def path(request, monkeypatch):
+    if request.param == "python":
+        monkeypatch.setattr(unpack, "_write_files", None)
+    return request.param
+
+
+def apply(tar, root, **kwargs):
+    return apply_layer(io.BytesIO(tar), str(root), **kwargs)
+
+
+def tree(root):
+    """Everything apply_layer sets, for every path below `root`."""
+    result = {}
+    for directory_path, dirs, files in os.walk(root):
+        for name in dirs + files:
+            full = os.path.join(directory_path, name)
+            info = os.lstat(full)
+            if stat.S_ISREG(info.st_mode):
+                with open(full, "rb") as handle:
+                    content = handle.read()
+            elif stat.S_ISLNK(info.st_mode):
+                content = os.readlink(full).encode()
+            else:
+                content = info.st_rdev
+            result[os.path.relpath(full, root)] = (info.st_mode, info.st_uid, info.st_gid, info.st_mtime_ns,
+                                                   info.st_nlink, content)
+    return result
+
+
+def test_native_writer_is_built():
+    """scripts/setup (pip install -e) compiles it; without it every layer takes the Python path."""
+    from vessel.image import _filewriter
+    assert unpack._write_files is _filewriter.write_files
+
+
+def test_writer_in_use_only_for_an_empty_target(tmp_path, monkeypatch):
+    if unpack._write_files is None:
+        pytest.skip("the native writer is not built")
+    calls = []
+    native = unpack._write_files
+    monkeypatch.setattr(unpack, "_write_files", lambda ops: calls.append(len(ops)) or native(ops))
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    apply(make_tar(file("a", b"1"), directory("d"), file("d/b", b"2")), fresh)
+    assert sum(calls) == 2
+    calls.clear()
+    apply(make_tar(file("c", b"3")), fresh)  # not empty now
+    assert calls == []
+    assert (fresh / "c").read_bytes() == b"3"
+
+
+def test_same_tree_as_python(tmp_path, monkeypatch):
+    """Every kind of entry, paths written again, files replacing directories and the reverse,
+    links to queued files, setgid directories, a file over a chunk: the same tree both ways."""
+    big = os.urandom(unpack._CHUNK + 1000)
+    xattr_file, xattr_data = file("x/attrs", b"with xattrs")
+    xattr_file.pax_headers = {"SCHILY.xattr.user.k": "v"}
+    entries = [directory("x", 0o750, uid=3, gid=4)]
+    for index in range(300):
+        entries.append(file(f"x/f{index}", os.urandom(index * 7), 0o600 + index % 3 * 0o11,
+                            uid=index % 5, gid=index % 7))
+    entries += [
+        (xattr_file, xattr_data),
+        file("x/f1", b"written again"),
+        hardlink("x/f2", "x/link-to-f2"),
+        symlink("f3", "x/sym"),
+        file("x/sym", b"file over a symlink"),
+        directory("x/f4"),  # a directory over a queued file
+        file("x/f4/inside", b"i"),
+        directory("y"),
+        file("y/sub/implied", b"parent made on the way"),
+        file("y/sub", b"file over a directory"),
+        directory("g", 0o2775, gid=55),
+        file("g/in-setgid", b"s", uid=0, gid=0),
+        file("g/suid", b"u", 0o4755),
+        file("big", big),
+        symlink("/x", "z"),
+        file("z/through-symlink", b"t"),
+        file("x/.wh.f5"),
+        file("after/all", b"end"),
+    ]
+    tar = make_tar(*entries)
+    results = {}
+    for name in ("native", "python"):
+        if name == "python":
+            monkeypatch.setattr(unpack, "_write_files", None)
+        root = tmp_path / name
+        root.mkdir()
+        result = apply(gzipped(tar), root)
+        made = tree(root)
+        for untimed in ("after", os.path.join("x", "f5")):  # made on the way, a whiteout: times of now
+            made[untimed] = made[untimed][:3] + made[untimed][4:]
+        results[name] = (made, result.diff_id, result.entries, result.content_size)
+    assert results["native"][0] == results["python"][0]
+    assert results["native"] == results["python"]
+    native_tree = results["native"][0]
+    assert native_tree[os.path.join("x", "f1")][-1] == b"written again"
+    assert native_tree[os.path.join("x", "through-symlink")][-1] == b"t"
+    assert stat.S_ISCHR(native_tree[os.path.join("x", "f5")][0])
+    assert results["native"][1] == "sha256:" + hashlib.sha256(tar).hexdigest()
+
+
+@pytest.mark.parametrize("overlay", [False, True], ids=["apply", "overlay"])
+@pytest.mark.parametrize("name", sorted(name for name, case in CASES.items() if case[0] is None))
+def test_breakout_into_an_empty_root(tmp_path, path, name, overlay):
+    """The breakout cases that start from an empty root: there the native writer is used."""
+    root, host = tmp_path / "root", tmp_path / "host"
+    root.mkdir()
+    (host / "etc").mkdir(parents=True)
+    (host / "etc/passwd").write_bytes(b"host passwd")
+    (host / "etc/unbroken").write_bytes(b"host")
+    _, entries, expect = CASES[name]
+    before = outside_snapshot(host)
+    tar = make_tar(*entries)
+    if isinstance(expect, type):
+        with pytest.raises(expect):
+            apply(tar, root, overlay=overlay)
+    else:
+        apply(tar, root, overlay=overlay)
+        if expect is not None and not (overlay and "Whiteout" in name):
+            expect(root)
+    assert outside_snapshot(host) == before
+    assert sorted(os.listdir(tmp_path)) == ["host", "root"]
+
+
+def test_failed_file_is_named(tmp_path, path):
+    """A failure in the writer's thread names the entry it failed on, not the one being parsed."""
+    tar = make_tar(file("a", b"x"), file("n" * 300, b"too long"), *[file(f"later{i}", b"z") for i in range(50)])
+    with pytest.raises(InvalidArgument, match="applying layer entry nnnn"):
+        apply(tar, tmp_path)
+
+
+def test_truncated_layer_fails(tmp_path, path):
+    tar = make_tar(*[file(f"d/f{i}", os.urandom(3000)) for i in range(200)])
+    with pytest.raises(InvalidArgument, match="truncated"):
+        apply(tar[:len(tar) // 2], tmp_path)
+    assert len(os.listdir(tmp_path / "d")) < 200
