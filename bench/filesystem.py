@@ -1,12 +1,13 @@
 """A container's filesystem (issue #5): `cp` in and out and `commit`, vessel against podman.
 
-Each engine gets the busybox image and one created (never started) container;
-a tree of --files small files (sizes 0..--file-kb KiB, in 10 directories) is
-made once on the host. Timed, interleaved, ratios of medians against podman:
+Each engine gets the busybox image and two created (never started)
+containers, `box` and `snap`, each with a copy of a tree of --files small files
+(sizes 0..--file-kb KiB, in 10 directories) made once on the host. Timed,
+interleaved, ratios of medians against podman:
 
   cp in     `cp TREE box:/inI`        (a new target each time: Docker's "missing target" rule)
-  cp out    `cp box:/in0 OUT/I`       (the tree copied in by the first cp in)
-  commit    `commit box imageI`       (the container's changes: the tree copies made so far)
+  cp out    `cp box:/in0 OUT/I`       (the tree copied in before)
+  commit    `commit snap imageI`      (its only change: the tree)
 
 Everything made is removed at the end (also on Ctrl-C or SIGTERM): containers,
 images, podman's storage, mounts below the temp dir, cgroups.
@@ -61,7 +62,7 @@ def contenders(vessel, podman, tree, out):
         return lambda i: e.command("cp", "box:/in0", os.path.join(out, e.name, str(i)))
 
     def commit(e):
-        return lambda i: e.command("commit", "box", f"bench-commit-{i}")
+        return lambda i: e.command("commit", "snap", f"bench-commit-{i}")
 
     return [(title, [harness.Contender(e.name, make(e), program=e.program) for e in present])
             for title, make in (("cp in", cp_in), ("cp out", cp_out), ("commit", commit))]
@@ -96,13 +97,11 @@ def main(argv=None):
         tree = os.path.join(bench.dir, "tree")
         size = make_tree(tree, args.files, args.file_kb)
         out = os.path.join(bench.dir, "out")
-        vessel.sh("create", "--name", "box", "--network", "none", "busybox", "true")
-        vessel.sh("cp", tree, "box:/in0")
-        for engine_ in [podman] if podman is not None else []:
+        for engine_, image in [(vessel, "busybox")] + ([(podman, "localhost/busybox")] if podman else []):
             os.makedirs(os.path.join(out, engine_.name))
-            engine_.sh("create", "--name", "box", "--network", "none", "localhost/busybox", "true")
-            engine_.sh("cp", tree, "box:/in0")
-        os.makedirs(os.path.join(out, "vessel"))
+            for name in ("box", "snap"):
+                engine_.sh("create", "--name", name, "--network", "none", image, "true")
+                engine_.sh("cp", tree, f"{name}:/in0")
         output.append(f"a tree of {args.files} files, {size / 1e6:.1f} MB, into and out of a created container; "
                       f"{args.runs} samples each after {args.warmup} warm-up rounds, interleaved")
         report["tree"] = {"files": args.files, "bytes": size}
