@@ -4,9 +4,10 @@ Four parts, each on state of its own in one temp dir (vessel's --root/--runroot,
 podman's --root/--runroot/--tmpdir, a containerd daemon with its own root,
 state and socket), all with the same busybox image and no network:
 
-  run          `run --rm busybox true`: vessel vs `podman run --rm` (its default
-               runtime) vs `ctr run --rm` (containerd's runc shim), interleaved;
-               ratios of medians against podman.
+  run          `run --rm busybox true`: vessel vs `podman run --rm` (with runc:
+               Debian's crun refuses this machine's hybrid cgroups; see
+               --podman-runtime) vs `ctr run --rm` (containerd's runc shim),
+               interleaved; ratios of medians against podman.
   memory       N sleeping containers per engine; the PSS (/proc/PID/smaps_rollup)
                of the processes that supervise them (vessel: whatever process
                has vessel's state root on its command line or in its environment
