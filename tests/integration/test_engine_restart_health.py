@@ -297,3 +297,21 @@ def test_a_signal_that_is_not_a_stop_still_restarts(vessel, names):
     _until(lambda: _state(vessel, name)[1] == 1 and _state(vessel, name)[0]["Status"] == "running",
            what="a restart")
     vessel("rm", "-f", name)
+
+
+def test_a_killed_monitor_leaves_a_waiting_container_exited(vessel, names):
+    import signal
+
+    from vessel.api import Client
+
+    name = names("orphan")
+    vessel("run", "-d", "--name", name, "--restart", "always", "busybox", "sh", "-c", "exit 1")
+    _until(lambda: _state(vessel, name)[1] >= 6 and _state(vessel, name)[0]["Status"] == "restarting",
+           what="a long back-off wait")
+    with Client(vessel.root, vessel.runroot) as client:
+        monitor = client.containers.get(name).record.supervisor_pid
+    os.kill(monitor, signal.SIGKILL)
+    _until(lambda: _state(vessel, name)[0]["Status"] == "exited", what="shown exited")
+    assert vessel("start", "--all", "--by-restart-policy").stdout.split() == [name]
+    _until(lambda: _state(vessel, name)[1] >= 1, what="its policy at work again")
+    vessel("rm", "-f", name)
