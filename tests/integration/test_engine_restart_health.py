@@ -315,3 +315,14 @@ def test_a_killed_monitor_leaves_a_waiting_container_exited(vessel, names):
     assert vessel("start", "--all", "--by-restart-policy").stdout.split() == [name]
     _until(lambda: _state(vessel, name)[1] >= 1, what="its policy at work again")
     vessel("rm", "-f", name)
+
+
+@pytest.mark.parametrize("runtime", ["vessel", "runc"])
+def test_a_timed_out_probe_is_killed_in_the_container(vessel, names, runtime):
+    name = names("killed")
+    vessel("run", "-d", "--name", name, "--runtime", runtime, "--health-cmd", "sleep 10", "--health-interval",
+           "200ms", "--health-timeout", "300ms", "busybox", "sleep", "60")
+    _until(lambda: len((_health(vessel, name) or {}).get("Log", [])) >= 3, what="three timed out probes")
+    probes = [row for row in vessel("top", name).stdout.splitlines()[1:] if row.endswith("sleep 10")]
+    assert len(probes) <= 1, probes      # at most the one running now
+    vessel("rm", "-f", name)

@@ -407,12 +407,21 @@ class Monitor:
         command is then killed).
         """
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        # the process in the container: other runtimes (runc) do not run it in their process group
+        pid_file = os.path.join(self.engine.bundle_dir(record.id), f"exec-{time.monotonic_ns()}.pid")
         try:
-            pid = self._launch(record, ["exec", record.id, *argv], (None, out_w, out_w), new_group=True)
+            pid = self._launch(record, ["exec", "--pid-file", pid_file, record.id, *argv], (None, out_w, out_w),
+                               new_group=True)
         finally:
             os.close(out_w)
         os.set_blocking(out_r, False)
         job = {"pid": pid, "output": bytearray(), "fd": out_r, "code": None, "done": False, "timer": None}
+
+        def forget_pid_file():
+            try:
+                os.unlink(pid_file)
+            except FileNotFoundError:
+                pass
 
         def finish():
             if job["done"] or job["fd"] is not None or job["pid"] in self.children:
@@ -420,6 +429,7 @@ class Monitor:
             job["done"] = True
             if job["timer"] is not None:
                 job["timer"].cancel()
+            forget_pid_file()
             on_done(job["code"], bytes(job["output"]))
 
         def exited(code):
@@ -430,9 +440,15 @@ class Monitor:
             if job["done"]:
                 return
             try:
+                with open(pid_file) as handle:
+                    os.kill(int(handle.read().strip()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+            try:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
+            forget_pid_file()
             job["done"] = True
             on_done(None, bytes(job["output"]))
 
