@@ -185,3 +185,20 @@ def test_python_api_get_and_put_archive(vessel, tmp_path):
             assert tar.extractfile("hello.txt").read() == b"hi"
         chunks, stat = container.get_archive("/etc")
         assert stat["mode"] & (1 << 31)
+
+
+def test_stopped_container_binds_and_volumes_are_copied_through(vessel, tmp_path):
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "seen").write_text("from the host")
+    vessel("create", "--name", "vols", "-v", f"{host}:/bound", "-v", "data:/data", "-v", f"{host}:/ro:ro",
+           "busybox", "true")
+    (tmp_path / "f").write_text("into the volume")
+    vessel("cp", tmp_path / "f", "vols:/data/f")
+    vessel("cp", tmp_path / "f", "vols:/bound/g")
+    assert (host / "g").read_text() == "into the volume"
+    assert "Read-only file system" in vessel("cp", tmp_path / "f", "vols:/ro/h", code=125).stderr
+    vessel("cp", "vols:/bound/seen", tmp_path / "seen")
+    assert (tmp_path / "seen").read_text() == "from the host"
+    assert vessel("run", "--rm", "-v", "data:/d", "busybox", "cat", "/d/f").stdout == "into the volume"
+    assert not [line for line in open("/proc/self/mountinfo") if vessel.runroot + "/copy-" in line]

@@ -801,12 +801,47 @@ class Engine:
                 os.makedirs(self.runroot, exist_ok=True)
                 root = stack.enter_context(tempfile.TemporaryDirectory(dir=self.runroot, prefix="copy-"))
                 self._mount_snapshot(record, root, readonly=False)
-                stack.callback(linux.umount2, root, linux.MNT_DETACH)
+                stack.callback(linux.umount2, root, linux.MNT_DETACH)  # the binds below go with it
             fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             stack.callback(os.close, fd)
+            if record.status not in (RUNNING, PAUSED):
+                self._mount_binds(record, fd)
             if record.status in (RUNNING, PAUSED) and not self._is_init(record):
                 raise Conflict(f"container {record.id[:12]} is not running")  # exited and its pid reused
             yield record, fd
+
+    def _mount_binds(self, record, root_fd):
+        """Bind a stopped container's host paths and volumes into its root open at `root_fd` (cp sees them).
+
+        Volumes with driver options are mounted only while the container runs and are left out."""
+        from vessel.runtime import paths
+
+        for mount in sorted(record.config.mounts, key=lambda m: m.target.count("/")):
+            if mount.type == "bind":
+                source = mount.source
+            elif mount.type == "volume" and mount.source:
+                try:
+                    if self.volumes.get(mount.source).options:
+                        continue
+                except NotFound:
+                    continue
+                source = self.volumes.data_path(mount.source)
+            else:
+                continue
+            if not os.path.exists(source):
+                continue
+            target = paths.ensure_in_root(root_fd, mount.target, directory=os.path.isdir(source))
+            try:
+                linux.mount(source, paths.fd_path(target), None, linux.MS_BIND | linux.MS_REC)
+                if mount.readonly:
+                    mounted = paths.reopen_mounted(root_fd, mount.target, target)
+                    try:
+                        linux.mount(None, paths.fd_path(mounted), None,
+                                    linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+                    finally:
+                        os.close(mounted)
+            finally:
+                os.close(target)
 
     @staticmethod
     def _is_init(record):
