@@ -1,11 +1,14 @@
 """`vessel events` and client.events(): what container and image operations record, filters, formats."""
 
 import json
+import os
 import re
 import select
 import subprocess
 import time
 
+import pytest
+from registry_fixtures import registry  # noqa: F401 - fixture
 from test_engine_cli import busybox_tarball, vessel  # noqa: F401 - fixtures
 
 _LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (container|image) (\S+(?:: .*?)?) (\S+)(?: \((.*)\))?$")
@@ -133,3 +136,15 @@ def test_without_since_or_until_only_new_events_come(vessel, names):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/docker-registry"), reason="needs docker-registry")
+def test_push_and_pull_events(vessel, registry):  # noqa: F811 - fixture
+    name = f"{registry.host}/tests/events:v1"
+    vessel("tag", "busybox", name)
+    vessel("push", "-q", name)
+    vessel("rmi", name)
+    vessel("pull", "-q", name)
+    lines = _events(vessel, "--filter", "type=image")
+    assert [(action, actor) for _, action, actor, _ in lines if action in ("push", "pull")] == \
+        [("push", name), ("pull", name)]
