@@ -51,3 +51,10 @@ def test_line_message_and_matching():
     assert event.matches({"container": ["abc"], "image": ["busybox"], "label": ["team"]})
     assert not event.matches({"type": ["image"]})
     assert not event.matches({"label": ["team=red"]})
+
+
+def test_volume_and_network_filters():
+    volume = Event(2, 0, "volume", "create", "data", {"driver": "local"})
+    assert volume.matches({"volume": ["data"]}) and not volume.matches({"volume": ["other"]})
+    assert not volume.matches({"network": ["data"]})
+    assert parse_filters(["volume=data", "network=net"]) == {"volume": ["data"], "network": ["net"]}

@@ -17,7 +17,7 @@ from vessel.errors import InvalidArgument
 __all__ = ["Event", "record", "record_image", "read", "follow", "parse_time", "parse_filters", "RETAINED"]
 
 RETAINED = 10000
-_FILTER_KEYS = ("container", "event", "type", "image", "label")
+_FILTER_KEYS = ("container", "event", "type", "image", "label", "volume", "network")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
@@ -63,6 +63,8 @@ class Event:
             "type": lambda v: self.type == v,
             "image": lambda v: self.attributes.get("image") == v or
             (self.type == "image" and (self.actor_id in (v, "sha256:" + v) or name == v)),
+            "volume": lambda v: self.type == "volume" and (self.actor_id == v or name == v),
+            "network": lambda v: self.type == "network" and (self.actor_id.startswith(v) or name == v),
             "label": lambda v: (self.attributes.get(v.split("=", 1)[0]) == v.split("=", 1)[1]) if "=" in v
             else v in self.attributes,
         }
