@@ -194,7 +194,8 @@ def test_healthy_unhealthy_and_timed_out_probes(vessel, names):
 def test_start_period_and_health_starting(vessel, names):
     name = names("period")
     vessel("run", "-d", "--name", name, "--health-cmd", "test -e /tmp/ready", "--health-interval", "200ms",
-           "--health-retries", "1", "--health-start-period", "60s", "busybox", "sleep", "60")
+           "--health-retries", "1", "--health-start-period", "60s", "--health-start-interval", "200ms",
+           "busybox", "sleep", "60")
     _until(lambda: len((_health(vessel, name) or {}).get("Log", [])) >= 2, what="failing probes")
     health = _health(vessel, name)
     assert health["Status"] == "starting" and health["FailingStreak"] == 0
