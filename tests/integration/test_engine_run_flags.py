@@ -321,6 +321,9 @@ def test_ps_filters_templates_logs_details_and_inspect_size(vessel, tmp_path):
     document = json.loads(vessel("inspect", "-s", "third").stdout)[0]
     assert document["SizeRw"] >= 8192 and document["SizeRootFs"] > document["SizeRw"]
     assert "SizeRw" not in json.loads(vessel("inspect", "third").stdout)[0]
+    assert vessel("inspect", "--type", "image", "--format", "{{.Id}}", "busybox").stdout.startswith("sha256:")
+    assert vessel("inspect", "--type", "container", "busybox", code=1).stderr == "Error: No such object: busybox\n"
+    assert vessel("inspect", "--format", '{{.Name}} {{index .Config.Labels "tier"}}', "first").stdout == "/first web\n"
     assert vessel("logs", "--details", "first").stdout == " hello\n"
     stamped = vessel("logs", "-t", "--details", "first").stdout
     assert stamped.endswith("Z  hello\n")
