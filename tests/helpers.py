@@ -136,13 +136,31 @@ def run_in_child(body):
     return status, json.loads(output) if output else None
 
 
-def default_bridge_env():
+def default_bridge_env(root=None):
     """VESSEL_DEFAULT_BRIDGE/VESSEL_DEFAULT_SUBNET for a state root of a test's own.
 
     A `vsl<hex>` bridge on a /24 of 10.192.0.0/11 not routed on this host, so that
-    concurrent test runs never share (or remove each other's) default bridge.
+    concurrent test runs never share (or remove each other's) default bridge. With
+    `root`, the root's network database is made with it at once, so that a Client in
+    the test's own process (without these variables) finds it too.
     """
     import ipaddress
+
+    if root is not None:
+        from vessel.network.manager import Networks
+
+        env = default_bridge_env()
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            Networks(str(root)).close()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    del os.environ[key]
+                else:
+                    os.environ[key] = value
+        return env
 
     routes = subprocess.run(["ip", "-4", "route", "show", "table", "main"], capture_output=True, text=True).stdout
     routed = [ipaddress.ip_network(line.split()[0]) for line in routes.splitlines()

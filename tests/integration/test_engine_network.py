@@ -2,7 +2,7 @@
 
 Real bridges, veth pairs, nftables rules and embedded DNS servers. Every test
 has its own state root whose default `bridge` network is a `vsl<hex>` bridge on
-a subnet of its own (VESSEL_DEFAULT_BRIDGE/VESSEL_DEFAULT_SUBNET), so
+a subnet of its own (test_engine_cli's Vessel: helpers.default_bridge_env), so
 concurrent runs never share one; teardown checks that nothing is left.
 """
 
@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-from helpers import default_bridge_env
 from peers import busybox_tar
 from test_engine_cli import Vessel
 
@@ -30,7 +29,6 @@ def exposing_tarball(tmp_path_factory):
 @pytest.fixture
 def vessel(tmp_path, names, exposing_tarball):
     cli = Vessel(str(tmp_path), names("cg"))
-    cli.env.update(default_bridge_env())
     cli.endpoints = set()  # every endpoint id inspect showed: their veths and rules must go
     cli("import", exposing_tarball, "busybox", "--change", 'CMD ["sh"]', "--change", "EXPOSE 80")
     yield cli
@@ -349,9 +347,10 @@ def test_restart_by_policy_keeps_address_and_ports(vessel, names):
     net = names("net")
     vessel("network", "create", net)
     port = _free_port()
-    # serves for a moment, then fails: the on-failure policy starts it again
+    # the first run fails at once, the on-failure policy starts it again, the second serves
     vessel("run", "-d", "--name", "web", "--network", net, "--restart", "on-failure:1", "-p", f"{port}:80",
-           "busybox", "sh", "-c", "echo hello > /index.html; httpd -p 80 -h /; sleep 1; exit 3")
+           "busybox", "sh", "-c", "echo hello > /index.html; [ -e /ran ] && exec httpd -f -p 80 -h /; "
+           "touch /ran; sleep 1; exit 3")
     address = _address(vessel, "web", net)
     _eventually(lambda: _inspect(vessel, "web")["RestartCount"] == 1, timeout=30)
     _eventually(lambda: _inspect(vessel, "web")["State"]["Running"], timeout=30)

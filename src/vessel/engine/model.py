@@ -24,7 +24,7 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 
 _ULIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
             "rss", "rtprio", "rttime", "sigpending", "stack", "as"}
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
-DEFAULT_NETWORK_MODE = "none"   # Docker's is "bridge"
+DEFAULT_NETWORK_MODE = "bridge"   # as Docker
 DEFAULT_SHM_SIZE = 64 << 20   # /dev/shm, as Docker
 
 
