@@ -91,19 +91,26 @@ def extract(directory_fd, items, owner=None):
     existing non-directory is replaced.
     """
     directories = []
-    for info, data in items:
-        parts = _parts(info.name)
-        if parts is None:
-            continue
-        parent = paths.ensure_in_root(directory_fd, posixpath.join(*parts[:-1]) if len(parts) > 1 else "")
-        try:
+    parent_key, parent = None, None  # the last parent directory's fd: archives list a directory's files together
+    try:
+        for info, data in items:
+            parts = _parts(info.name)
+            if parts is None:
+                continue
+            if parts[:-1] != parent_key:
+                if parent is not None:
+                    os.close(parent)
+                    parent = None
+                parent = paths.ensure_in_root(directory_fd, posixpath.join(*parts[:-1]) if len(parts) > 1 else "")
+                parent_key = parts[:-1]
             _create(directory_fd, parent, parts[-1], info, data)
             uid, gid = owner if owner is not None else (info.uid, info.gid)
             _settle(parent, parts[-1], info, uid, gid)
-        finally:
+            if info.type == tarfile.DIRTYPE:
+                directories.append((posixpath.join(*parts), info.mtime))
+    finally:
+        if parent is not None:
             os.close(parent)
-        if info.type == tarfile.DIRTYPE:
-            directories.append((posixpath.join(*parts), info.mtime))
     for relative, mtime in reversed(directories):  # after their contents: writing changes a directory's mtime
         fd = _open(directory_fd, relative, paths.O_PATH | os.O_NOFOLLOW)
         try:
