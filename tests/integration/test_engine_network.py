@@ -167,11 +167,13 @@ def test_two_containers_on_a_user_network_reach_each_other_by_name(vessel, names
     vessel("network", "create", net)
     vessel("run", "-d", "--name", "web", "--network", net, "busybox", *HTTPD)
     assert _fetch(vessel, "--network", net, host="web").startswith("hello from")
+    vessel("rename", "web", "site")  # the embedded DNS follows
+    assert _fetch(vessel, "--network", net, host="site").startswith("hello from")
     resolv = vessel("run", "--rm", "--network", net, "busybox", "cat", "/etc/resolv.conf").stdout
     gateway = json.loads(vessel("network", "inspect", net).stdout)[0]["IPAM"]["Config"][0]["Gateway"]
     assert f"nameserver {gateway}" in resolv
     # the host's view: inspect and network inspect agree
-    settings = _inspect(vessel, "web")["NetworkSettings"]["Networks"][net]
+    settings = _inspect(vessel, "site")["NetworkSettings"]["Networks"][net]
     assert settings["Gateway"] == gateway and settings["MacAddress"].startswith("02:42:")
     containers = json.loads(vessel("network", "inspect", net).stdout)[0]["Containers"]
     assert [c["IPv4Address"] for c in containers.values()] == [f"{settings['IPAddress']}/24"]
@@ -301,7 +303,8 @@ def test_restarted_container_keeps_networks_addresses_and_ports(vessel, names):
     vessel("run", "-d", "--name", "web", "--network", net, "-p", f"{port}:80", "-p", "80", "busybox", *HTTPD)
     before = _inspect(vessel, "web")["NetworkSettings"]
     vessel("stop", "-t", "1", "web")
-    assert _inspect(vessel, "web")["NetworkSettings"]["Ports"] == {"80/tcp": None}
+    assert _inspect(vessel, "web")["NetworkSettings"]["Ports"] == {}
+    assert "80/tcp" not in vessel("ps", "-a").stdout
     vessel("start", "web")
     assert _http_get(port).startswith("hello from")
     vessel("restart", "-t", "1", "web")

@@ -520,6 +520,7 @@ class Engine:
         if new_name == record.name:
             raise InvalidArgument("Renaming a container with the same name as its current name")
         self.state.rename(record.id, new_name)
+        networking.rename(self, record, new_name)
         self.emit_event(self.state.by_id(record.id), "rename", oldName="/" + record.name)
 
     def update(self, name_or_id, memory=None, nano_cpus=None, pids_limit=None, restart_policy=None):

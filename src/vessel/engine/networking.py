@@ -26,7 +26,7 @@ from vessel.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from vessel.runtime import linux
 
 __all__ = ["connect", "disconnect", "host_address", "is_bridge_mode", "netns_path", "network_settings", "port_bindings",
-           "port_settings", "ports_text", "prepare_config", "setup", "teardown"]
+           "port_settings", "ports_text", "prepare_config", "rename", "setup", "teardown"]
 
 DEFAULT_NETWORK = "bridge"
 DEFAULT_ALIAS = "default"   # Docker's other name of the default network
@@ -385,17 +385,28 @@ def _drop_hosts(engine, record, endpoint):
     _write(path, "".join(f"{line}\n" for line in lines if line.split("\t", 1)[0] not in gone))
 
 
+def rename(engine, record, new_name):
+    """The container's endpoints answer to its new name in the embedded DNS."""
+    if not is_bridge_mode(record.config.network_mode):
+        return
+    with _store(engine) as store:
+        with store.transaction() as db:
+            db.execute("UPDATE endpoints SET name = ? WHERE container_id = ?", (new_name, record.id))
+
+
 # -- what inspect, ps and port show -------------------------------------------------
 
 def port_settings(config, running):
-    """Docker's NetworkSettings.Ports: {"80/tcp": [{"HostIp", "HostPort"}] or None (exposed only)}."""
+    """Docker's NetworkSettings.Ports of a running container: {"80/tcp": [{"HostIp", "HostPort"}] or None
+    (exposed only)}; {} when it is not running."""
+    if not running:
+        return {}
     ports = {key: None for key in config.expose}
-    if running:
-        for binding in config.ports:
-            ports.setdefault(binding.key, None)
-            if binding.last_host_port:
-                ports[binding.key] = (ports[binding.key] or []) + [
-                    {"HostIp": binding.host_ip or "0.0.0.0", "HostPort": str(binding.last_host_port)}]
+    for binding in config.ports:
+        ports.setdefault(binding.key, None)
+        if binding.last_host_port:
+            ports[binding.key] = (ports[binding.key] or []) + [
+                {"HostIp": binding.host_ip or "0.0.0.0", "HostPort": str(binding.last_host_port)}]
     return ports
 
 
