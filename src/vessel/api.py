@@ -18,7 +18,7 @@ import subprocess
 import time
 
 from vessel.engine import networking
-from vessel.engine.core import DEFAULT_RUNROOT, ContainerStartError, Engine
+from vessel.engine.core import DEFAULT_RUNROOT, Engine
 from vessel.engine.model import (DEFAULT_NETWORK_MODE, ContainerConfig, NetworkAttachment, Ulimit,
                                  expand_env, parse_bytes, parse_capabilities, parse_expose, parse_publish,
                                  parse_tmpfs, validate_name)

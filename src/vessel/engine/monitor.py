@@ -8,7 +8,10 @@ selectors loop serves every container: it holds their stdio pipes or pty
 masters, writes the json-file logs, serves attach clients, reaps the inits,
 records exit codes (database and exit file), calls `Engine.cleanup_runtime`
 and applies --rm.  It leaves by itself once it has supervised nothing for
-`_IDLE_GRACE` seconds.
+`_IDLE_GRACE` seconds.  It loads the engine (vessel.engine.core, the
+database) only to start containers and record their exits: once it has only
+served running containers for `_SLIM_AFTER` seconds it hands off to a copy
+of itself without it.
 
 vessel's own runtime is not exec'd: the monitor has vessel.runtime imported
 and runs each verb in a forked child.  Other runtimes are spawned.
