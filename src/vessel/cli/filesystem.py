@@ -8,6 +8,7 @@ import sys
 import click
 
 from vessel.cli.common import client
+from vessel.cli.images import human_size
 from vessel.errors import InvalidArgument, VesselError
 
 
@@ -67,11 +68,13 @@ def cp(obj, archive, follow_link, quiet, source, destination):
     try:
         with client(obj) as api:
             if source_container:
-                _copy_out(api, source_container, source_path, target_path, archive, follow_link)
+                copied = _copy_out(api, source_container, source_path, target_path, archive, follow_link)
             else:
-                _copy_in(api, source_path, target_container, target_path, archive, follow_link)
+                copied = _copy_in(api, source_path, target_container, target_path, archive, follow_link)
     except OSError as exc:
         raise VesselError(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)) from None
+    if copied is not None and not quiet and sys.stderr.isatty():  # Docker's progress line, on terminals only
+        click.echo(f"Successfully copied {human_size(copied)} to {destination}", err=True)
 
 
 def _copy_out(api, container, source, target, archive, follow):
@@ -82,9 +85,10 @@ def _copy_out(api, container, source, target, archive, follow):
             name = posixpath.basename(posixpath.normpath(source)) or "."
             copy.write_tar(copy.entries(root, source, name, follow), sys.stdout.buffer)
             sys.stdout.buffer.flush()
-            return
+            return None
         with _host_root() as host:
-            copy.copy(root, source, host, _local(target), follow, None if archive else (os.geteuid(), os.getegid()))
+            return copy.copy(root, source, host, _local(target), follow,
+                             None if archive else (os.geteuid(), os.getegid()))
 
 
 def _copy_in(api, source, container, target, archive, follow):
@@ -95,12 +99,11 @@ def _copy_in(api, source, container, target, archive, follow):
         if source == "-":
             directory = copy.open_directory(root, target)
             try:
-                copy.extract(directory, copy.read_tar(sys.stdin.buffer), owner)
+                return copy.extract(directory, copy.read_tar(sys.stdin.buffer), owner)
             finally:
                 os.close(directory)
-            return
         with _host_root() as host:
-            copy.copy(host, _local(source), root, target, follow, owner)
+            return copy.copy(host, _local(source), root, target, follow, owner)
 
 
 @click.command("commit")

@@ -88,9 +88,9 @@ def extract(directory_fd, items, owner=None):
     Member names, hard link targets and the symlinks met on the way all resolve
     inside that directory. `owner` is the (uid, gid) every entry gets; None
     keeps the entries' own (docker cp -a). Missing parents are created; an
-    existing non-directory is replaced.
+    existing non-directory is replaced. Returns the bytes of file data written.
     """
-    directories = []
+    directories, written = [], 0
     parent_key, parent = None, None  # the last parent directory's fd: archives list a directory's files together
     try:
         for info, data in items:
@@ -104,6 +104,7 @@ def extract(directory_fd, items, owner=None):
                 parent = paths.ensure_in_root(directory_fd, posixpath.join(*parts[:-1]) if len(parts) > 1 else "")
                 parent_key = parts[:-1]
             _create(directory_fd, parent, parts[-1], info, data)
+            written += info.size if info.isreg() else 0
             uid, gid = owner if owner is not None else (info.uid, info.gid)
             _settle(parent, parts[-1], info, uid, gid)
             if info.type == tarfile.DIRTYPE:
@@ -117,6 +118,7 @@ def extract(directory_fd, items, owner=None):
             os.utime(paths.fd_path(fd), (mtime, mtime))
         finally:
             os.close(fd)
+    return written
 
 
 def _create(directory_fd, parent, leaf, info, data):
@@ -192,7 +194,7 @@ def copy(source_fd, source, target_fd, target, follow=False, owner=None):
 
     A directory lands inside an existing directory under its own name, or its
     contents do when the source ends in "/."; a missing target is created
-    with the source's contents; a file replaces an existing file.
+    with the source's contents; a file replaces an existing file. Returns the bytes of file data copied.
     """
     contents_only = source == "." or source.endswith("/.")
     wants_directory = source.endswith("/") or contents_only
@@ -222,6 +224,6 @@ def copy(source_fd, source, target_fd, target, follow=False, owner=None):
             raise NotFound(f"no such directory: {directory or '/'}")
     directory_fd = open_directory(target_fd, directory)
     try:
-        extract(directory_fd, entries(source_fd, source, name, follow or wants_directory), owner)
+        return extract(directory_fd, entries(source_fd, source, name, follow or wants_directory), owner)
     finally:
         os.close(directory_fd)
