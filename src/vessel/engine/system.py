@@ -15,7 +15,7 @@ _BACKING = {"ext2": "extfs", "ext3": "extfs", "ext4": "extfs"}  # Docker's names
 
 
 def rfc3339_seconds(text):
-    """An RFC 3339 image `created` as unix seconds (0 when absent or malformed)."""
+    """An RFC 3339 time (an image's or a network's `created`) as unix seconds (0 when absent or malformed)."""
     from vessel.engine.events import parse_time
 
     try:
