@@ -12,6 +12,7 @@ import json
 import re
 import time
 
+from vessel.engine.model import label_matches
 from vessel.errors import InvalidArgument
 
 __all__ = ["Event", "record", "record_image", "read", "follow", "parse_time", "parse_filters", "RETAINED"]
@@ -65,8 +66,7 @@ class Event:
             (self.type == "image" and (self.actor_id in (v, "sha256:" + v) or name == v)),
             "volume": lambda v: self.type == "volume" and (self.actor_id == v or name == v),
             "network": lambda v: self.type == "network" and (self.actor_id.startswith(v) or name == v),
-            "label": lambda v: (self.attributes.get(v.split("=", 1)[0]) == v.split("=", 1)[1]) if "=" in v
-            else v in self.attributes,
+            "label": lambda v: label_matches(self.attributes, v),
         }
         return all(any(tests[key](value) for value in values) for key, values in filters.items())
 

@@ -5,6 +5,7 @@ import os
 import platform
 import shutil
 
+from vessel.engine.model import label_matches
 from vessel.engine.state import PAUSED, RUNNING
 from vessel.errors import InvalidArgument, NotFound
 
@@ -182,11 +183,6 @@ def version():
     }
 
 
-def _labels_match(labels, text):
-    key, sep, value = text.partition("=")
-    return key in labels and (not sep or labels[key] == value)
-
-
 def prune_filter(filters):
     """`prune --filter until=|label=|label!=` ({key: [values]}) as a predicate: selected(labels, created unix
     seconds)."""
@@ -197,7 +193,7 @@ def prune_filter(filters):
 
     def selected(item_labels, created):
         return (all(created < limit for limit in until)
-                and all(_labels_match(item_labels, text) for text in labels)
-                and not any(_labels_match(item_labels, text) for text in unlabels))
+                and all(label_matches(item_labels, text) for text in labels)
+                and not any(label_matches(item_labels, text) for text in unlabels))
 
     return selected
