@@ -1,6 +1,6 @@
 """The engine's state: one SQLite database (WAL) at <root>/engine/engine.db.
 
-Every vessel command and every supervisor opens it for a few short
+Every vessel command and the monitor open it for a few short
 transactions (writes take BEGIN IMMEDIATE, readers never block writers), so
 there is no daemon to ask and no lock held across a container's life.
 """
