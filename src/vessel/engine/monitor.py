@@ -684,9 +684,12 @@ class Monitor:
 
         `client`, if any, is attached before the container's process starts.
         """
+        from vessel.engine import networking  # here: a slim monitor does without it
+
         self.active_since = time.monotonic()
         supervised = Supervised(record.id, record)
         try:
+            networking.attach(self.engine, record)  # endpoints and ports in the namespace prepare_bundle made
             self.create(supervised)
             if client is not None:
                 self._add_client(supervised, client)

@@ -25,7 +25,7 @@ from vessel.engine.model import NetworkAttachment, PortBinding
 from vessel.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from vessel.runtime import linux
 
-__all__ = ["connect", "disconnect", "host_address", "is_bridge_mode", "netns_path", "network_settings", "port_bindings",
+__all__ = ["attach", "connect", "disconnect", "host_address", "is_bridge_mode", "netns_path", "network_settings", "port_bindings",
            "port_settings", "ports_text", "prepare_config", "rename", "setup", "teardown"]
 
 DEFAULT_NETWORK = "bridge"
@@ -140,10 +140,12 @@ def _check_attachment(net, attachment):
 # -- start and stop -----------------------------------------------------------------
 
 def setup(engine, record):
-    """Network namespace, endpoints, ports and /etc files for a start; the netns path for config.json.
+    """The network namespace of a start (prepare_bundle); its path for config.json.
 
     None means the runtime's default (a new empty namespace, or none for `host`).
-    Everything made is undone when a step fails.
+    A bridge-mode container gets a new namespace here; its endpoints come with
+    `attach`, which the monitor calls right before the runtime creates the
+    container (pyroute2 is loaded once there, not in every starting command).
     """
     config = record.config
     if config.network_mode.startswith("container:"):
@@ -151,8 +153,20 @@ def setup(engine, record):
     if not is_bridge_mode(config.network_mode):
         return None
     path = netns_path(engine, record.id)
+    _make_netns(path)
+    return path
+
+
+def attach(engine, record):
+    """Endpoints, published ports and /etc files of a bridge-mode container whose namespace `setup` made.
+
+    Everything is undone (the namespace too) when a step fails.
+    """
+    config = record.config
+    if not is_bridge_mode(config.network_mode):
+        return
+    path = netns_path(engine, record.id)
     try:
-        _make_netns(path)
         endpoints = []
         with _networks(engine) as nets:
             for attachment in config.networks:
@@ -164,7 +178,6 @@ def setup(engine, record):
     except BaseException:
         teardown(engine, record)
         raise
-    return path
 
 
 def teardown(engine, record):

@@ -251,12 +251,13 @@ class Networks:
             addresses.append((ipaddress.ip_address(net["gateway6"]), net["subnet6_net"].prefixlen))
         created = links.ensure_bridge(net["bridge"], net["mtu"], addresses)
         try:
-            self.firewall.add_network(net)
+            if created:  # rules come and go with the bridge: an attach to a present bridge needs no nft call
+                self.firewall.add_network(net)
             if not net["internal"]:
                 _enable_forwarding()
         except BaseException:
-            self.firewall.remove_network(net["id"])
             if created:
+                self.firewall.remove_network(net["id"])
                 links.delete_link(net["bridge"])
             raise
 
@@ -399,7 +400,8 @@ class Networks:
             raise NotFound(f"endpoint {endpoint_id} not found")
         net = self.store.find_network(row["network_id"])
         with host_lock():
-            self.firewall.remove_ports(endpoint_id)
+            if self.store.ports(endpoint_id):  # rows come before rules and go after them
+                self.firewall.remove_ports(endpoint_id)
             links.delete_link(row["host_ifname"])
             self._forget_endpoint(net, endpoint_id)
 
