@@ -35,6 +35,7 @@ import sys
 import time
 import zlib
 
+# only light modules here: a slim monitor runs on these alone (the engine's are imported where used)
 from vessel.engine import attach
 from vessel.errors import Unavailable, VesselError
 from vessel.runtime import sync
