@@ -25,7 +25,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import containers  # noqa: F401  (puts src/ and tests/ on sys.path)
 import engine as engines

@@ -622,6 +622,11 @@ class Container:
     def attrs(self):
         return inspect_document(self.engine, self.record)
 
+    @property
+    def ports(self):
+        """docker-py's Container.ports: NetworkSettings.Ports ({"80/tcp": [{"HostIp", "HostPort"}]})."""
+        return networking.port_settings(self.record.config, self.record.status in ("running", "paused"))
+
     def reload(self):
         self.record = self.engine.get(self.record.id)
 

@@ -359,3 +359,26 @@ def test_restart_by_policy_keeps_address_and_ports(vessel, names):
     _eventually(lambda: _inspect(vessel, "web")["State"]["Running"], timeout=30)
     assert _address(vessel, "web", net) == address
     assert _http_get(port) == "hello\n"
+
+
+def test_python_api_ports_and_networks(tmp_path, names, exposing_tarball):
+    from vessel.api import Client
+
+    cli = Vessel(str(tmp_path), names("cg"))
+    cli("import", exposing_tarball, "busybox")
+    cli.endpoints = set()
+    port = _free_port()
+    with Client(cli.root, cli.runroot) as client:
+        box = client.containers.run("busybox", HTTPD, detach=True, name="web", ports={"80/tcp": port},
+                                    cgroup_parent=cli.cgroup_name)
+        try:
+            assert box.ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
+            assert box.attrs["HostConfig"]["NetworkMode"] == "bridge"
+            assert _http_get(port).startswith("hello from")
+            none = client.containers.create("busybox", "true", network_mode="none", cgroup_parent=cli.cgroup_name)
+            assert list(none.attrs["NetworkSettings"]["Networks"]) == ["none"]
+            none.remove()
+        finally:
+            box.remove(force=True)
+    cli.teardown()
+    assert _leftovers(cli) == {}
