@@ -270,13 +270,16 @@ def test_connect_and_disconnect_a_running_container(vessel, names):
 
 def test_several_networks_and_fixed_addresses(vessel, names):
     first, second = names("net"), names("net")
-    vessel("network", "create", "--subnet", "10.223.250.0/24", first)
-    vessel("network", "create", second)
-    out = vessel("run", "--rm", "--network", first, "--network", second, "--ip", "10.223.250.9",
+    vessel("network", "create", "--subnet", "172.29.250.0/24", first)
+    vessel("network", "create", "--ipv6", "--subnet", "fd00:5e55:e1::/64", second)
+    out = vessel("run", "--rm", "--network", second, "--network", first, "--ip6", "fd00:5e55:e1::99",
                  "--mac-address", "02:42:aa:bb:cc:dd", "busybox", "sh", "-c",
-                 "ip -4 addr; cat /sys/class/net/eth0/address; ip route").stdout
-    assert "inet 10.223.250.9/24" in out and "eth1" in out and "02:42:aa:bb:cc:dd" in out
-    assert "default via 10.223.250.1 dev eth0" in out
+                 "ip addr; cat /sys/class/net/eth0/address; ip route; cat /etc/hosts").stdout
+    assert "inet6 fd00:5e55:e1::99/64" in out and "inet 172.29.250." in out and "02:42:aa:bb:cc:dd" in out
+    assert "fd00:5e55:e1::99\t" in out
+    out = vessel("run", "--rm", "--network", first, "--network", second, "--ip", "172.29.250.9", "busybox",
+                 "sh", "-c", "ip -4 addr; ip route").stdout
+    assert "inet 172.29.250.9/24" in out and "eth1" in out and "default via 172.29.250.1 dev eth0" in out
 
 
 def test_nothing_left_after_rm_and_network_rm(vessel, names):
@@ -318,7 +321,7 @@ def test_restarted_container_keeps_networks_addresses_and_ports(vessel, names):
 
 def test_bad_input_leaves_nothing(vessel, names):
     net = names("net")
-    vessel("network", "create", "--subnet", "10.223.251.0/24", net)
+    vessel("network", "create", "--subnet", "172.29.251.0/24", net)
     cases = [
         (("-p", "abc"), "invalid containerPort: abc"),
         (("-p", "1-3:1-2"), "invalid ranges"),
