@@ -1,18 +1,20 @@
-"""The native file writer of apply_layer (vessel.image._filewriter) and the pure-Python path give
-the same trees, keep the same breakout properties and report the same failures.
+"""The native half of apply_layer (vessel.image._filewriter: header scan, file writer) and the
+pure-Python path give the same entries and trees, keep the same breakout properties and report
+the same failures.
 
-The writer is used when the target starts empty; `path` runs each case once with it and once
-with it switched off (as on an install without a compiler).
+The writer is used when the target starts empty; `path` runs each case once with the native
+half and once without it (as on an install without a compiler).
 """
 
 import hashlib
 import io
 import os
 import stat
+import tarfile
 
 import pytest
 
-from image_fixtures import directory, file, gzipped, hardlink, make_tar, symlink
+from image_fixtures import chardev, directory, file, gzipped, hardlink, make_tar, symlink
 from test_image_unpack_breakouts import CASES, outside_snapshot
 from vessel.errors import InvalidArgument
 from vessel.image import unpack
@@ -23,6 +25,7 @@ from vessel.image.unpack import apply_layer
 def path(request, monkeypatch):
     if request.param == "python":
         monkeypatch.setattr(unpack, "_write_files", None)
+        monkeypatch.setattr(unpack, "_scan_headers", None)
     return request.param
 
 
@@ -106,6 +109,7 @@ def test_same_tree_as_python(tmp_path, monkeypatch):
     for name in ("native", "python"):
         if name == "python":
             monkeypatch.setattr(unpack, "_write_files", None)
+            monkeypatch.setattr(unpack, "_scan_headers", None)
         root = tmp_path / name
         root.mkdir()
         result = apply(gzipped(tar), root)
@@ -157,3 +161,59 @@ def test_truncated_layer_fails(tmp_path, path):
     with pytest.raises(InvalidArgument, match="truncated"):
         apply(tar[:len(tar) // 2], tmp_path)
     assert len(os.listdir(tmp_path / "d")) < 200
+
+
+def entries_of(tar, scan):
+    """Every entry's fields and data as _read_entries gives them, with or without the native scan."""
+    original = unpack._scan_headers
+    unpack._scan_headers = scan
+    try:
+        source = io.BytesIO(tar)
+        buf = unpack._Buffer(lambda: source.read(4096))  # small reads: headers and data across refills
+        result = []
+        for entry in unpack._read_entries(buf):
+            data = b""
+            if entry.type in unpack._REGULAR:
+                data = bytes(buf.take(entry.size)) if entry.size else b""
+                entry.size = None
+            result.append(tuple(getattr(entry, name, None) for name in unpack.Entry.__slots__) + (data,))
+        return result
+    finally:
+        unpack._scan_headers = original
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_native_scan_reads_what_python_reads(fmt):
+    if unpack._scan_headers is None:
+        pytest.skip("the native helper is not built")
+    long_dir = "/".join(["segment%02d" % index for index in range(12)])  # > 100 bytes: prefix or extension
+    entries = [directory("d", 0o2755, uid=7, gid=8), file("d/a", os.urandom(1000), 0o4751, uid=1, gid=2),
+               file("d/empty"), symlink("a", "d/sym"), hardlink("d/a", "d/hard"), directory(long_dir),
+               file(long_dir + "/f", b"deep"), file("slash/", b""), chardev("dev/null", 1, 3),
+               file("d/last", os.urandom(5000))]
+    if fmt != tarfile.USTAR_FORMAT:
+        entries.append(file("big-uid", b"u", uid=0o7777777 + 5))  # base-256
+    for size in (0, 511, 512, 513, 9000):
+        entries.append(file(f"sized/{size}", os.urandom(size)))
+    tar = make_tar(*entries, fmt=fmt)
+    assert entries_of(tar, unpack._scan_headers) == entries_of(tar, None)
+
+
+def test_native_scan_leaves_odd_headers_to_python():
+    """Numbers with other spellings, a v7 header without magic, a regular file named like a directory
+    with data: parsed the same either way (the scan stops, Python reads them)."""
+    if unpack._scan_headers is None:
+        pytest.skip("the native helper is not built")
+    tar = bytearray(make_tar(file("a", b"x" * 700), file("b", b"y"), file("c/", b""), file("e", b"z"),
+                             fmt=tarfile.USTAR_FORMAT))
+
+    def rewrite(offset, field, value):
+        tar[offset + field[0]:offset + field[0] + field[1]] = value
+        block = tar[offset:offset + 512]
+        block[148:156] = b" " * 8
+        tar[offset + 148:offset + 156] = b"%06o\0 " % sum(block)
+
+    rewrite(0, (100, 8), b"  644 \0\0")  # mode with leading spaces
+    second = 512 + 1024
+    rewrite(second, (257, 8), bytes(8))  # no magic
+    assert entries_of(bytes(tar), unpack._scan_headers) == entries_of(bytes(tar), None)

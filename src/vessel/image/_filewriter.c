@@ -1,4 +1,7 @@
-/* Create many small regular files with the GIL released: the native half of unpack.py.
+/* The native half of unpack.py: plain tar headers parsed, many small files created.
+ *
+ * scan_headers(buffer, pos, entry_type) parses the plain ustar headers from
+ * `pos` on (see its comment); unpack.py parses everything else.
  *
  * write_files(ops) takes a list of tuples
  *     (dir_fd, name, data, mode, uid, gid, flags, atime_ns, mtime_ns)
@@ -14,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,7 +123,120 @@ done:
     return result;
 }
 
+/* A numeric header field as unpack.py's _number reads it, for the plain form only:
+ * spaces, octal digits, then only NULs and spaces.  -1: not plain (Python decides). */
+static long long plain_octal(const unsigned char *field, int size)
+{
+    int i = 0;
+    long long value = 0;
+    while (i < size && field[i] == ' ')
+        i++;
+    for (; i < size && field[i] >= '0' && field[i] <= '7'; i++) {
+        if (value > (1LL << 58))
+            return -1;
+        value = value * 8 + (field[i] - '0');
+    }
+    for (; i < size; i++)
+        if (field[i] != 0 && field[i] != ' ')
+            return -1;
+    return value;
+}
+
+static int set(PyObject *entry, const char *name, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    int result = PyObject_SetAttrString(entry, name, value);
+    Py_DECREF(value);
+    return result;
+}
+
+/* scan_headers(buffer, pos, entry_type) -> [(entry, data_start, next_header), ...]
+ *
+ * Entries from consecutive headers at `pos` that are complete in `buffer` (header and
+ * data) and plain: a valid checksum, octal numbers, a regular file, directory, symlink
+ * or hard link, ustar or GNU magic.  It stops before anything else (the end marker, an
+ * extension header, another type, a base-256 number, data past the buffer), which
+ * unpack.py's _read_entries parses itself; the fields are the ones it would set. */
+static PyObject *scan_headers(PyObject *module, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos;
+    PyObject *entry_type;
+    if (!PyArg_ParseTuple(args, "y*nO", &view, &pos, &entry_type))
+        return NULL;
+    const unsigned char *data = view.buf;
+    PyObject *result = PyList_New(0);
+    while (result != NULL && pos >= 0 && view.len - pos >= 512) {
+        const unsigned char *h = data + pos;
+        long long stored = plain_octal(h + 148, 8);
+        long long sum = 8 * ' ';
+        for (int i = 0; i < 512; i++)
+            if (i < 148 || i >= 156)
+                sum += h[i];
+        char type = (char)h[156];
+        int regular = type == '0' || type == 0 || type == '7';
+        if (stored != sum || !(regular || type == '5' || type == '2' || type == '1')
+            || memcmp(h + 257, "ustar", 5) != 0)
+            break;
+        long long mode = plain_octal(h + 100, 8), uid = plain_octal(h + 108, 8);
+        long long gid = plain_octal(h + 116, 8), size = plain_octal(h + 124, 12);
+        long long mtime = plain_octal(h + 136, 12);
+        if (mode < 0 || uid < 0 || gid < 0 || size < 0 || mtime < 0 || mtime > (1LL << 32))
+            break;
+        size_t name_length = strnlen((const char *)h, 100);
+        size_t prefix_length = memcmp(h + 257, "ustar\0", 6) == 0 ? strnlen((const char *)h + 345, 155) : 0;
+        if (regular && ((name_length && h[name_length - 1] == '/') || (prefix_length && !name_length)))
+            type = '5', regular = 0;
+        Py_ssize_t start = pos + 512;
+        Py_ssize_t next = regular ? start + (Py_ssize_t)((size + 511) / 512 * 512) : start;
+        if ((!regular && size) || next > view.len)
+            break;
+        PyObject *name;
+        if (prefix_length) {
+            name = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(prefix_length + 1 + name_length));
+            if (name != NULL) {
+                char *out = PyBytes_AS_STRING(name);
+                memcpy(out, h + 345, prefix_length);
+                out[prefix_length] = '/';
+                memcpy(out + prefix_length + 1, h, name_length);
+            }
+        } else {
+            name = PyBytes_FromStringAndSize((const char *)h, (Py_ssize_t)name_length);
+        }
+        PyObject *entry = name != NULL ? PyObject_CallNoArgs(entry_type) : NULL;
+        PyObject *item = NULL;
+        if (entry == NULL)
+            Py_XDECREF(name);
+        if (entry != NULL && set(entry, "name", name) == 0
+            && set(entry, "type", PyBytes_FromStringAndSize(&type, 1)) == 0
+            && set(entry, "mode", PyLong_FromLongLong(mode & 07777)) == 0
+            && set(entry, "uid", PyLong_FromLongLong(uid)) == 0
+            && set(entry, "gid", PyLong_FromLongLong(gid)) == 0
+            && set(entry, "size", PyLong_FromLongLong(size)) == 0
+            && set(entry, "mtime", PyLong_FromLongLong(mtime * 1000000000LL)) == 0
+            && set(entry, "atime", PyLong_FromLongLong(mtime * 1000000000LL)) == 0
+            && set(entry, "linkname",
+                   PyBytes_FromStringAndSize((const char *)h + 157, (Py_ssize_t)strnlen((const char *)h + 157, 100))) == 0
+            && PyObject_SetAttrString(entry, "xattrs", Py_None) == 0)
+            item = Py_BuildValue("(Nnn)", entry, start, next);
+        else
+            Py_XDECREF(entry);
+        if (item == NULL || PyList_Append(result, item) < 0) {
+            Py_XDECREF(item);
+            Py_CLEAR(result);
+            break;
+        }
+        Py_DECREF(item);
+        pos = next;
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"scan_headers", scan_headers, METH_VARARGS,
+     "scan_headers(buffer, pos, entry_type) -> [(entry, data_start, next_header)]; see the module source."},
     {"write_files", write_files, METH_O,
      "write_files(ops) -> None or (index, errno): create regular files; see the module source."},
     {NULL, NULL, 0, NULL},

@@ -52,15 +52,16 @@ from vessel.runtime import linux
 __all__ = ["LayerResult", "apply_layer", "decompressed", "detect_compression"]
 
 try:
-    from vessel.image._filewriter import write_files as _write_files
-except ImportError:  # not built (no compiler at install time): files are written from Python
-    _write_files = None
+    from vessel.image._filewriter import scan_headers as _scan_headers, write_files as _write_files
+except ImportError:  # not built (no compiler at install time): all of it is done in Python
+    _scan_headers = _write_files = None
 
 _CHUNK = 1 << 20
 _READ_AHEAD = 4  # chunks the reader thread may be ahead
 _MAX_CACHED_DIRS = 512
 _WRITER_BATCH = 1024  # files per call of the native writer (each call takes the GIL twice)
 _WRITER_BATCHES = 4  # batches handed over and not yet written
+_WRITER_THREADS = 2
 _BLOCK = 512
 _ZERO_BLOCK = bytes(_BLOCK)
 _MAX_EXTENSION = 1 << 20  # pax and GNU long-name headers; real ones are tiny
@@ -401,7 +402,16 @@ def _read_entries(buf):
     long_name = long_link = None
     numbers = _NumberCache()
     adler32 = zlib.adler32
+    scan = _scan_headers
     while True:
+        if scan is not None and not (global_pax or pax) and long_name is None and long_link is None:
+            scanned = scan(buf._buf, buf._pos, Entry)  # the plain headers in the buffer, natively
+            for entry, start, end in scanned:
+                buf._pos = start
+                yield entry  # its data is in the buffer: taking it does not refill
+                buf._pos = end
+            if scanned:
+                continue
         header = buf.take(_BLOCK)
         if header is None:
             raise InvalidArgument("truncated tar archive: missing end-of-archive marker")
@@ -516,25 +526,44 @@ def _umask():
     return 0o022
 
 
+class _Barrier:
+    """Runs `action` once every writer thread got here, i.e. after all they had before it."""
+
+    def __init__(self, threads, action):
+        self._left = threads
+        self._lock = threading.Lock()
+        self._action = action
+
+    def arrive(self):
+        with self._lock:
+            self._left -= 1
+            if self._left:
+                return
+        self._action()
+
+
 class _FileWriter:
-    """Creates regular files with the native helper on its own thread, in batches, in order.
+    """Creates regular files with the native helper on _WRITER_THREADS threads, in batches.
 
     The helper makes the system calls with the GIL released, so parsing and the other
     entries go on meanwhile on the main thread.  The applier hands over only files whose
-    parent is a directory this layer made (so its fd is the real place) and waits (sync)
-    before anything that could touch a file still queued.
+    parent is a directory this layer made (so its fd is the real place, and two queued files
+    never share a path) and waits (sync) before anything that could touch a file still
+    queued; directory fds leaving the applier's cache are closed once no thread may use them.
     """
 
     def __init__(self):
         self._ops = []
         self._names = []
-        self._closing = []  # retired directory fds: closed once the batch using them is written
-        self._queue = queue.SimpleQueue()
+        self._queues = [queue.SimpleQueue() for _ in range(_WRITER_THREADS)]
+        self._next = 0  # the thread the next batch goes to
         self._slots = threading.Semaphore(_WRITER_BATCHES)
         self.error = None
         self.running = True
-        self._thread = threading.Thread(target=self._run, name="layer-writer", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, args=(jobs,), name="layer-writer", daemon=True)
+                         for jobs in self._queues]
+        for thread in self._threads:
+            thread.start()
 
     def add(self, op, name):
         self._ops.append(op)
@@ -543,62 +572,66 @@ class _FileWriter:
             self.flush()
 
     def close_later(self, fds):
-        self._closing.extend(fds)
+        fds = list(fds)
+        self._everywhere(lambda: [os.close(fd) for fd in fds])
 
     def hash_later(self, hash):
-        """An update() for `hash` run on this thread, in order (sha256 releases the GIL)."""
-        put = self._queue.put
+        """An update() for `hash` run on the first thread, in order (sha256 releases the GIL)."""
+        put = self._queues[0].put
         return lambda chunk: put((hash.update, chunk))
 
     def flush(self):
         if self.error is not None:
             self._raise()
-        if self._ops or self._closing:
+        if self._ops:
             self._slots.acquire()
-            self._queue.put((self._ops, self._names, self._closing))
-            self._ops, self._names, self._closing = [], [], []
+            self._queues[self._next].put((self._ops, self._names))
+            self._next = (self._next + 1) % _WRITER_THREADS
+            self._ops, self._names = [], []
 
     def sync(self):
         """Wait until every file handed over is written; raise the first failure."""
         self.flush()
         done = threading.Event()
-        self._queue.put(done)
+        self._everywhere(done.set)
         done.wait()
         if self.error is not None:
             self._raise()
 
     def close(self):
-        """Stop the thread after what it is writing (the rest is dropped: the layer failed)."""
+        """Stop the threads after what they are writing (the rest is dropped: the layer failed)."""
         if self.running:
             self.running = False
-            self._queue.put(None)
-            self._thread.join()
-            for fd in self._closing:
-                os.close(fd)
-            self._closing = []
+            for jobs in self._queues:
+                jobs.put(None)
+            for thread in self._threads:
+                thread.join()
+
+    def _everywhere(self, action):
+        barrier = _Barrier(_WRITER_THREADS, action)
+        for jobs in self._queues:
+            jobs.put(barrier)
 
     def _raise(self):
         name, exc = self.error
         exc.layer_entry = name
         raise exc
 
-    def _run(self):
-        while (item := self._queue.get()) is not None:
-            if isinstance(item, threading.Event):
-                item.set()
-            elif len(item) == 2:  # hash_later
-                item[0](item[1])
-            else:
-                ops, names, closing = item
-                try:
-                    if self.error is None and self.running:
-                        self._write(ops, names)
-                except BaseException as exc:  # noqa: BLE001 - raised on the main thread
-                    self.error = (None, exc)
-                finally:
-                    for fd in closing:
-                        os.close(fd)
-                    self._slots.release()
+    def _run(self, jobs):
+        while (item := jobs.get()) is not None:
+            try:
+                if isinstance(item, _Barrier):
+                    item.arrive()
+                elif callable(item[0]):  # hash_later
+                    item[0](item[1])
+                else:
+                    try:
+                        if self.error is None and self.running:
+                            self._write(*item)
+                    finally:
+                        self._slots.release()
+            except BaseException as exc:  # noqa: BLE001 - raised on the main thread
+                self.error = self.error or (None, exc)
 
     def _write(self, ops, names):
         while ops:
