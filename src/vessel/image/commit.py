@@ -24,7 +24,7 @@ from vessel.errors import Unsupported
 from vessel.image import manifest as manifests
 from vessel.image import tree
 from vessel.image.archive import create_image
-from vessel.runtime import linux
+from vessel.runtime import linux, paths
 
 __all__ = ["layer_changes", "tree_changes", "write_layer", "commit"]
 
@@ -35,7 +35,7 @@ _OPAQUE_XATTR = "trusted.overlay.opaque"
 
 def _is_opaque(fd):
     try:
-        return os.getxattr(f"/proc/self/fd/{fd}", _OPAQUE_XATTR) == b"y"
+        return os.getxattr(paths.fd_path(fd), _OPAQUE_XATTR) == b"y"
     except OSError:
         return False
 
@@ -46,18 +46,23 @@ def _marker(name, mtime):
     return info
 
 
+def _whiteout(name, mtime):
+    """The `.wh.` entry that deletes `name` in a layer."""
+    parent, _, leaf = name.rpartition("/")
+    return _marker(f"{parent}/{WHITEOUT_PREFIX}{leaf}" if parent else WHITEOUT_PREFIX + leaf, mtime)
+
+
 def layer_changes(upper, exclude=()):
     """Layer tar entries (TarInfo, file or None) for the overlay upper directory `upper`.
 
     `exclude` holds names ("etc/hosts") left out: the engine's own mount points.
     """
-    top = os.open(upper, tree.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    top = os.open(upper, paths.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     for info, data, fd in tree.walk(top, ""):
         if info.name == "" or info.name in exclude:
             continue
         if info.type == tarfile.CHRTYPE and info.devmajor == 0 and info.devminor == 0:
-            parent, _, base = info.name.rpartition("/")
-            yield _marker(f"{parent}/{WHITEOUT_PREFIX}{base}" if parent else WHITEOUT_PREFIX + base, info.mtime), None
+            yield _whiteout(info.name, info.mtime), None
             continue
         yield info, data
         if info.type == tarfile.DIRTYPE and _is_opaque(fd):
@@ -68,7 +73,7 @@ def _lookup(root_fd, name):
     """(lstat result, O_PATH fd) of `name` below root_fd, or None when it is missing; OSError ELOOP/ENOTDIR
     when a component on the way is a symlink or no directory (never followed)."""
     try:
-        fd = linux.openat2(root_fd, name, tree.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0,
+        fd = linux.openat2(root_fd, name, paths.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0,
                            linux.RESOLVE_BENEATH | linux.RESOLVE_NO_SYMLINKS)
     except FileNotFoundError:
         return None
@@ -92,8 +97,8 @@ def _unchanged(new, new_fd, old, old_fd):
 def tree_changes(top, base, exclude=()):
     """Layer tar entries for the whole tree `top` against `base`, the tree it started as (the copy driver,
     where no upper directory records the changes): new and changed nodes, then whiteouts for what is gone."""
-    top_fd = os.open(top, tree.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    base_fd = os.open(base, tree.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    top_fd = os.open(top, paths.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    base_fd = os.open(base, paths.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for info, data, fd in tree.walk(os.dup(top_fd), ""):
             if info.name == "" or info.name in exclude:
@@ -121,8 +126,7 @@ def tree_changes(top, base, exclude=()):
             if found is not None:
                 os.close(found[1])
                 continue
-            parent, _, leaf = info.name.rpartition("/")
-            yield _marker(f"{parent}/{WHITEOUT_PREFIX}{leaf}" if parent else WHITEOUT_PREFIX + leaf, info.mtime), None
+            yield _whiteout(info.name, info.mtime), None
             gone.append(info.name)
     finally:
         os.close(top_fd)

@@ -8,15 +8,12 @@ import os
 import stat
 import tarfile
 
-__all__ = ["walk", "O_PATH"]
+from vessel.runtime.paths import O_PATH, fd_path
 
-O_PATH = 0o10000000
+__all__ = ["walk"]
+
 _TYPES = ((stat.S_ISDIR, tarfile.DIRTYPE), (stat.S_ISREG, tarfile.REGTYPE), (stat.S_ISLNK, tarfile.SYMTYPE),
           (stat.S_ISCHR, tarfile.CHRTYPE), (stat.S_ISBLK, tarfile.BLKTYPE), (stat.S_ISFIFO, tarfile.FIFOTYPE))
-
-
-def _fd_path(fd):
-    return f"/proc/self/fd/{fd}"
 
 
 def walk(fd, name):
@@ -58,14 +55,14 @@ def _walk(fd, name, linked):
             if info.type == tarfile.DIRTYPE:
                 yield from _children(fd, name, linked)
             return
-        with open(os.open(_fd_path(fd), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as data:
+        with open(os.open(fd_path(fd), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as data:
             yield info, _Exactly(data, info.size), fd
     finally:
         os.close(fd)
 
 
 def _children(fd, name, linked):
-    directory = os.open(_fd_path(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    directory = os.open(fd_path(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for child in sorted(os.listdir(directory)):
             try:
