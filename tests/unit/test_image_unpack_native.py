@@ -217,3 +217,15 @@ def test_native_scan_leaves_odd_headers_to_python():
     second = 512 + 1024
     rewrite(second, (257, 8), bytes(8))  # no magic
     assert entries_of(bytes(tar), unpack._scan_headers) == entries_of(bytes(tar), None)
+
+
+def test_directory_fds_outlive_the_files_queued_in_them(tmp_path, monkeypatch):
+    """Files round-robin over more directories than the fd cache holds: each file's directory
+    evicts one a queued file still needs; every file must land in its own directory."""
+    monkeypatch.setattr(unpack, "_MAX_CACHED_DIRS", 4)
+    entries = [directory(f"d{index}") for index in range(12)]
+    entries += [file(f"d{index % 12}/f{index}", b"%d" % index) for index in range(600)]
+    apply(make_tar(*entries), tmp_path)
+    for index in range(600):
+        assert (tmp_path / f"d{index % 12}/f{index}").read_bytes() == b"%d" % index
+    assert sum(len(os.listdir(tmp_path / f"d{index}")) for index in range(12)) == 600

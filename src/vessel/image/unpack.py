@@ -555,6 +555,7 @@ class _FileWriter:
     def __init__(self):
         self._ops = []
         self._names = []
+        self._closing = []  # retired directory fds: closed once the batches that may use them are written
         self._queues = [queue.SimpleQueue() for _ in range(_WRITER_THREADS)]
         self._next = 0  # the thread the next batch goes to
         self._slots = threading.Semaphore(_WRITER_BATCHES)
@@ -572,8 +573,7 @@ class _FileWriter:
             self.flush()
 
     def close_later(self, fds):
-        fds = list(fds)
-        self._everywhere(lambda: [os.close(fd) for fd in fds])
+        self._closing.extend(fds)
 
     def hash_later(self, hash):
         """An update() for `hash` run on the first thread, in order (sha256 releases the GIL)."""
@@ -588,6 +588,9 @@ class _FileWriter:
             self._queues[self._next].put((self._ops, self._names))
             self._next = (self._next + 1) % _WRITER_THREADS
             self._ops, self._names = [], []
+        if self._closing:
+            fds, self._closing = self._closing, []
+            self._everywhere(lambda: [os.close(fd) for fd in fds])
 
     def sync(self):
         """Wait until every file handed over is written; raise the first failure."""
@@ -606,6 +609,9 @@ class _FileWriter:
                 jobs.put(None)
             for thread in self._threads:
                 thread.join()
+            for fd in self._closing:
+                os.close(fd)
+            self._closing = []
 
     def _everywhere(self, action):
         barrier = _Barrier(_WRITER_THREADS, action)
@@ -640,14 +646,14 @@ class _FileWriter:
                 return
             index, code = failed
             dir_fd, name = ops[index][:2]
-            if code != errno.EEXIST or not _replace(dir_fd, name):
+            if code != errno.EEXIST or not _remove_at(dir_fd, name):  # a layer writing a path again
                 self.error = (names[index], OSError(code, os.strerror(code)))
                 return
             ops, names = ops[index:], names[index:]  # again from the one in the way, now removed
 
 
-def _replace(dir_fd, name):
-    """Remove what is in the way of a new file (a layer writing a path again); False if nothing was."""
+def _remove_at(dir_fd, name):
+    """Remove `name` in `dir_fd` without following it, a directory with all in it; False if absent."""
     try:
         info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
@@ -829,18 +835,11 @@ class _Applier:
     def _remove(self, parent, base):
         """Remove `base` in `parent` (without following it); True if something was there."""
         self.sync()
-        try:
-            info = os.stat(base, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
+        if not _remove_at(parent, base):
             return False
         self._forget_dirs()
         if self.real:
             self.real = {b""}  # which dirs are still ours and where: only the root is sure
-        if stat.S_ISDIR(info.st_mode):
-            import shutil
-            shutil.rmtree(base, dir_fd=parent)
-        else:
-            os.unlink(base, dir_fd=parent)
         return True
 
     # entries
