@@ -126,6 +126,7 @@ class Engine:
 
     name = ""
     program = ""
+    image = ""
 
     def __init__(self, base, scope):
         self.base = base
@@ -146,6 +147,14 @@ class Engine:
     def version(self):
         return harness.program_version([self.program, "--version"])
 
+    def run_argv(self, *command, detach=False):
+        """`run` of the busybox image with no network, below the benchmark's cgroup."""
+        return self.command("run", "--rm" if not detach else "-d", "--network", "none",
+                            "--cgroup-parent", self.cgroup_parent, self.image, *command)
+
+    def load_image(self, rootfs_tar):
+        self.sh("import", "--change", 'CMD ["sh"]', rootfs_tar, self.image)
+
     @property
     def installed(self):
         return harness.resolve(self.program) is not None
@@ -153,6 +162,7 @@ class Engine:
 
 class Vessel(Engine):
     name = "vessel"
+    image = "busybox"
 
     def __init__(self, base, scope, label="vessel"):
         super().__init__(base, scope)
@@ -164,24 +174,21 @@ class Vessel(Engine):
     def command(self, *args):
         return [self.program, "--root", self.root, "--runroot", self.runroot, *args]
 
-    def run_argv(self, *command, detach=False):
-        return self.command("run", "--rm" if not detach else "-d", "--network", "none",
-                            "--cgroup-parent", self.cgroup_parent, "busybox", *command)
-
-    def load_image(self, rootfs_tar):
-        self.sh("import", "--change", 'CMD ["sh"]', rootfs_tar, "busybox")
-
     def supervisors(self):
         """The processes that supervise vessel's containers (not the containers' own processes)."""
         return [pid for pid, (comm, cmdline) in processes().items()
                 if pid != os.getpid() and (self.root.encode() in cmdline or environ_has(pid, self.root))
                 and not in_cgroup_below(pid, self.cgroup_parent)]
 
+    def remove_containers(self):
+        """Remove every container (the image stays)."""
+        ids = self.sh("ps", "-aq", "--no-trunc", check=False).stdout.decode().split()
+        for start in range(0, len(ids), 100):
+            self.sh("rm", "-f", *ids[start:start + 100], check=False, timeout=600)
+
     def teardown(self):
         if os.path.isdir(self.root):
-            ids = self.sh("ps", "-aq", "--no-trunc", check=False).stdout.decode().split()
-            for start in range(0, len(ids), 100):
-                self.sh("rm", "-f", *ids[start:start + 100], check=False, timeout=600)
+            self.remove_containers()
             kill_pids(self.supervisors())
         unmount_below(self.base)
 
@@ -189,6 +196,7 @@ class Vessel(Engine):
 class Podman(Engine):
     name = "podman"
     program = "podman"
+    image = "localhost/busybox"
 
     def __init__(self, base, scope, parent_path, runtime):
         super().__init__(base, scope)
@@ -206,20 +214,16 @@ class Podman(Engine):
     def command(self, *args):
         return [*self.global_args, *args]
 
-    def run_argv(self, *command, detach=False):
-        return self.command("run", "--rm" if not detach else "-d", "--network", "none",
-                            "--cgroup-parent", self.cgroup_parent, "localhost/busybox", *command)
-
-    def load_image(self, rootfs_tar):
-        self.sh("import", "--change", 'CMD ["sh"]', rootfs_tar, "localhost/busybox")
-
     def supervisors(self):
         marker = f"{self.base}/storage".encode()
         return [pid for pid, (comm, cmdline) in processes().items() if comm == "conmon" and marker in cmdline]
 
+    def remove_containers(self):
+        self.sh("rm", "--all", "--force", "--time", "0", check=False, timeout=600)
+
     def teardown(self):
         if os.path.isdir(os.path.join(self.base, "storage")):
-            self.sh("rm", "--all", "--force", "--time", "0", check=False, timeout=600)
+            self.remove_containers()
             self.sh("system", "reset", "--force", check=False, timeout=600)
         kill_pids(self.supervisors())
         unmount_below(self.base)
@@ -228,6 +232,7 @@ class Podman(Engine):
 class Containerd(Engine):
     name = "containerd"
     program = "ctr"
+    image = CTR_IMAGE
 
     def __init__(self, base, scope, parent_path):
         super().__init__(base, scope)
@@ -259,7 +264,7 @@ class Containerd(Engine):
         self.iteration += 1
         container_id = f"bench-{self.iteration}"
         return self.command("run", "--rm" if not detach else "--detach", "--cgroup",
-                            f"{self.cgroup_prefix}/{container_id}", CTR_IMAGE, container_id, *command)
+                            f"{self.cgroup_prefix}/{container_id}", self.image, container_id, *command)
 
     def load_image(self, archive):
         self.sh("images", "import", archive)
@@ -269,12 +274,15 @@ class Containerd(Engine):
         return [pid for pid, (comm, cmdline) in processes().items()
                 if comm.startswith("containerd-shim") and marker in cmdline]
 
+    def remove_containers(self):
+        for name in self.sh("containers", "list", "-q", check=False).stdout.decode().split():
+            self.sh("tasks", "kill", "--signal", "SIGKILL", name, check=False)
+            self.sh("tasks", "delete", "--force", name, check=False, timeout=60)
+            self.sh("containers", "delete", name, check=False)
+
     def teardown(self):
         if self.daemon is not None and self.daemon.poll() is None:
-            for name in self.sh("containers", "list", "-q", check=False).stdout.decode().split():
-                self.sh("tasks", "kill", "--signal", "SIGKILL", name, check=False)
-                self.sh("tasks", "delete", "--force", name, check=False)
-                self.sh("containers", "delete", name, check=False)
+            self.remove_containers()
             for image in self.sh("images", "list", "-q", check=False).stdout.decode().split():
                 self.sh("images", "remove", image, check=False)
             self.daemon.terminate()
@@ -306,23 +314,35 @@ class Bench:
     def vessel(self, label):
         return self._add(Vessel(os.path.join(self.dir, label), self.scope.name, label))
 
-    def peers(self, podman_runtime):
-        podman = Podman(os.path.join(self.dir, "podman"), self.scope.name, self.parent_path, podman_runtime)
+    def podman(self, runtime):
+        """podman with the busybox image, or None (not installed or not working)."""
+        podman = Podman(os.path.join(self.dir, "podman"), self.scope.name, self.parent_path, runtime)
+        return self._ready(podman, lambda: podman.load_image(self.rootfs_tar))
+
+    def containerd(self):
+        """A containerd daemon of our own with the busybox image, or None (not installed or not working)."""
         ctr = Containerd(os.path.join(self.dir, "containerd"), self.scope.name, self.parent_path)
-        ready = []
-        for engine, image in ((podman, self.rootfs_tar), (ctr, None)):
-            if not engine.installed:
-                continue
-            self._add(engine)
-            try:
-                if engine is ctr:
-                    engine.start()
-                    image = busybox_docker_archive(os.path.join(self.dir, "busybox-docker.tar"), CTR_IMAGE)
-                engine.load_image(image)
-                ready.append(engine)
-            except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-                print(f"note: {engine.name} left out: {exc}", file=sys.stderr)
-        return ready
+
+        def prepare():
+            ctr.start()
+            ctr.load_image(busybox_docker_archive(os.path.join(self.dir, "busybox-docker.tar"), ctr.image))
+
+        return self._ready(ctr, prepare)
+
+    def peers(self, podman_runtime):
+        """podman and containerd, those installed and working."""
+        return [engine for engine in (self.podman(podman_runtime), self.containerd()) if engine is not None]
+
+    def _ready(self, engine, prepare):
+        if not engine.installed:
+            return None
+        self._add(engine)  # torn down with the others, also when prepare fails
+        try:
+            prepare()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            print(f"note: {engine.name} left out: {exc}", file=sys.stderr)
+            return None
+        return engine
 
     def _add(self, engine):
         self.engines.append(engine)
@@ -378,25 +398,10 @@ def part_memory(engines, args):
             table.append((engine.name, "failed", "", ""))
             notes.append(f"{engine.name} failed: {exc}")
         finally:
-            stop_all(engine)
+            engine.remove_containers()
     text = [f"PSS (/proc/PID/smaps_rollup) of the supervising processes, {args.sleepers} running `sleep` "
-            "containers per engine", plain_table(table)] + notes
+            "containers per engine", harness.plain_table(table)] + notes
     return {"rows": rows}, text
-
-
-def stop_all(engine):
-    """Remove every container of `engine` (the sleepers), keeping its image."""
-    if isinstance(engine, Vessel):
-        ids = engine.sh("ps", "-aq", "--no-trunc", check=False).stdout.decode().split()
-        if ids:
-            engine.sh("rm", "-f", *ids, check=False, timeout=600)
-    elif isinstance(engine, Podman):
-        engine.sh("rm", "--all", "--force", "--time", "0", check=False, timeout=600)
-    else:
-        for name in engine.sh("containers", "list", "-q", check=False).stdout.decode().split():
-            engine.sh("tasks", "kill", "--signal", "SIGKILL", name, check=False)
-            engine.sh("tasks", "delete", "--force", name, check=False, timeout=60)
-            engine.sh("containers", "delete", name, check=False)
 
 
 def part_scale(bench, args):
@@ -459,19 +464,10 @@ def part_concurrency(bench, args):
             "failures": failures}, text
 
 
-def plain_table(rows):
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-             for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     harness.terminate_as_interrupt()
-    for name in [k for k in os.environ if k.startswith("PYTHON")]:
-        del os.environ[name]  # the engines run as from a user's shell (vessel's supervisor is a Python process)
+    harness.clear_python_environment()
     report, output = {"benchmark": "engine", "runs": args.runs, "warmup": args.warmup}, []
     bench = None
     try:
@@ -500,10 +496,7 @@ def main(argv=None):
     finally:
         if bench is not None:
             bench.close()
-    print(harness.format_machine(report["machine"]))
-    print("\n".join(output))
-    if args.json:
-        harness.write_json(args.json, report)
+    harness.print_report(report, output, args.json)
     return 0
 
 

@@ -17,10 +17,9 @@ images, podman's storage, mounts below the temp dir, cgroups.
 
 import argparse
 import os
-import subprocess
 import sys
 
-import engine as engines  # noqa: F401  (its Bench, Vessel and Podman; puts src/ and tests/ on sys.path)
+import engine as engines  # its Bench and engines (and it puts src/ and tests/ on sys.path)
 import harness
 
 
@@ -68,40 +67,25 @@ def contenders(vessel, podman, tree, out):
             for title, make in (("cp in", cp_in), ("cp out", cp_out), ("commit", commit))]
 
 
-def start_podman(bench, runtime):
-    """podman on state of its own with the busybox image, or None (not installed or not working)."""
-    podman = engines.Podman(os.path.join(bench.dir, "podman"), bench.scope.name, bench.parent_path, runtime)
-    if not podman.installed:
-        return None
-    bench.engines.append(podman)  # torn down with the others
-    try:
-        podman.load_image(bench.rootfs_tar)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        print(f"note: podman left out: {exc}", file=sys.stderr)
-        return None
-    return podman
-
-
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     harness.terminate_as_interrupt()
-    for name in [k for k in os.environ if k.startswith("PYTHON")]:
-        del os.environ[name]
+    harness.clear_python_environment()
     report, output = {"benchmark": "filesystem", "runs": args.runs, "warmup": args.warmup}, []
     bench = None
     try:
         bench = engines.Bench()
         vessel = bench.vessel("vessel")
         vessel.load_image(bench.rootfs_tar)
-        podman = start_podman(bench, args.podman_runtime)
+        podman = bench.podman(args.podman_runtime)
         tree = os.path.join(bench.dir, "tree")
         size = make_tree(tree, args.files, args.file_kb)
         out = os.path.join(bench.dir, "out")
-        for engine_, image in [(vessel, "busybox")] + ([(podman, "localhost/busybox")] if podman else []):
-            os.makedirs(os.path.join(out, engine_.name))
+        for engine in filter(None, (vessel, podman)):
+            os.makedirs(os.path.join(out, engine.name))
             for name in ("box", "snap"):
-                engine_.sh("create", "--name", name, "--network", "none", image, "true")
-                engine_.sh("cp", tree, f"{name}:/in0")
+                engine.sh("create", "--name", name, "--network", "none", engine.image, "true")
+                engine.sh("cp", tree, f"{name}:/in0")
         output.append(f"a tree of {args.files} files, {size / 1e6:.1f} MB, into and out of a created container; "
                       f"{args.runs} samples each after {args.warmup} warm-up rounds, interleaved")
         report["tree"] = {"files": args.files, "bytes": size}
@@ -118,10 +102,7 @@ def main(argv=None):
     finally:
         if bench is not None:
             bench.close()
-    print(harness.format_machine(report["machine"]))
-    print("\n".join(output))
-    if args.json:
-        harness.write_json(args.json, report)
+    harness.print_report(report, output, args.json)
     return 0
 
 

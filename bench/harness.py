@@ -20,8 +20,9 @@ import statistics
 import subprocess
 import time
 
-__all__ = ["Contender", "summarize", "percentile", "add_ratios", "run_interleaved",
-           "machine_info", "program_version", "format_table", "write_json", "terminate_as_interrupt"]
+__all__ = ["Contender", "summarize", "percentile", "add_ratios", "run_interleaved", "machine_info",
+           "program_version", "format_table", "plain_table", "write_json", "print_report",
+           "terminate_as_interrupt", "clear_python_environment"]
 
 NOT_INSTALLED = "not installed"
 OK = "ok"
@@ -182,11 +183,16 @@ def format_table(rows, baseline):
             body.append((row["name"], row["status"], "", "", ""))
             if row["detail"]:
                 notes.append(f"{row['name']} {row['status']}: {row['detail']}")
-    widths = [max(len(r[i]) for r in (header, *body)) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
-             .rstrip() for r in (header, *body)]
+    return "\n".join([plain_table([header, *body])] + notes)
+
+
+def plain_table(rows):
+    """Rows of strings (the first a header) as aligned columns: the first left, the others right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             .rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines + notes)
+    return "\n".join(lines)
 
 
 def write_json(path, report):
@@ -196,6 +202,20 @@ def write_json(path, report):
         json.dump(report, f, indent=2)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def print_report(report, output, json_path=None):
+    """Print the machine and the lines of `output`; write `report` to `json_path` if given."""
+    print(format_machine(report["machine"]))
+    print("\n".join(output))
+    if json_path:
+        write_json(json_path, report)
+
+
+def clear_python_environment():
+    """Drop PYTHON* variables, so that the engines run as from a user's shell (some are Python programs)."""
+    for name in [key for key in os.environ if key.startswith("PYTHON")]:
+        del os.environ[name]
 
 
 def terminate_as_interrupt():

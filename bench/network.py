@@ -71,13 +71,10 @@ class PodmanNetwork:
 
 def run_argv(engine, network, *command, detach=False, name=None):
     """`run` of busybox on `network` ("bridge": the engine's default bridge for vessel, ours for podman)."""
-    if isinstance(engine, engines.Podman):
-        network = PODMAN_NETWORK if network == "bridge" else network
-        image = "localhost/busybox"
-    else:
-        image = "busybox"
+    if isinstance(engine, engines.Podman) and network == "bridge":
+        network = PODMAN_NETWORK
     return engine.command("run", "-d" if detach else "--rm", *(["--name", name] if name else []),
-                          "--network", network, "--cgroup-parent", engine.cgroup_parent, image, *command)
+                          "--network", network, "--cgroup-parent", engine.cgroup_parent, engine.image, *command)
 
 
 def part_run(vessel, podman, args):
@@ -142,12 +139,12 @@ def part_throughput(vessel, podman, args):
         table.append((row["name"], f"{row['median']:.0f}" if row["median"] else "-",
                       f"{row['min']:.0f}" if row["min"] else "-", str(row["n"])))
     text = [f"container-to-container download of {args.megabytes} MB over one bridge (busybox httpd -> wget), "
-            f"{args.transfers} transfers each after one warm-up, interleaved", engines.plain_table(table)]
+            f"{args.transfers} transfers each after one warm-up, interleaved", harness.plain_table(table)]
     by_name = {row["name"]: row["median"] for row in rows}
     if by_name.get("vessel") and by_name.get("podman"):
         text.append(f"vessel / podman throughput: {by_name['vessel'] / by_name['podman']:.2f}x")
     for engine, _ in pairs:
-        engines.stop_all(engine)
+        engine.remove_containers()
     return {"rows": rows}, text + notes[:5]
 
 
@@ -162,8 +159,7 @@ def server_address(engine):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     harness.terminate_as_interrupt()
-    for name in [k for k in os.environ if k.startswith("PYTHON")]:
-        del os.environ[name]
+    harness.clear_python_environment()
     os.environ.update(helpers.default_bridge_env())  # vessel's default bridge: one of the benchmark's own
     report, output = {"benchmark": "network", "runs": args.runs, "warmup": args.warmup}, []
     bench = network = None
@@ -171,18 +167,13 @@ def main(argv=None):
         bench = engines.Bench()
         vessel = bench.vessel("vessel")
         vessel.load_image(bench.rootfs_tar)
-        podman = engines.Podman(os.path.join(bench.dir, "podman"), bench.scope.name, bench.parent_path,
-                                args.podman_runtime)
-        if podman.installed:
-            bench.engines.append(podman)
+        podman = bench.podman(args.podman_runtime)
+        if podman is not None:
             try:
-                podman.load_image(bench.rootfs_tar)
                 network = PodmanNetwork(podman)
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 print(f"note: podman left out: {exc}", file=sys.stderr)
                 podman = None
-        else:
-            podman = None
         if "run" in args.only:
             report["run"], text = part_run(vessel, podman, args)
             output += text
@@ -197,14 +188,11 @@ def main(argv=None):
     finally:
         if bench is not None:
             for engine in bench.engines:
-                engines.stop_all(engine)
+                engine.remove_containers()
             if network is not None:
                 network.remove()
             bench.close()
-    print(harness.format_machine(report["machine"]))
-    print("\n".join(output))
-    if args.json:
-        harness.write_json(args.json, report)
+    harness.print_report(report, output, args.json)
     return 0
 
 
