@@ -13,6 +13,7 @@ Copies are streams of (TarInfo, file) entries: from a walk or a tar archive,
 into a directory or a tar archive.
 """
 
+import errno
 import os
 import posixpath
 import shutil
@@ -21,25 +22,19 @@ import tarfile
 
 from vessel.errors import InvalidArgument, NotFound
 from vessel.image import tree
-from vessel.runtime import linux, paths
+from vessel.runtime import paths
 
 __all__ = ["copy", "entries", "extract", "open_directory", "read_tar", "write_tar", "path_stat"]
 
-_IN_ROOT = linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS
-_ELOOP, _ENOENT, _ENOTDIR = 40, 2, 20
 _NODE_BITS = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK, tarfile.FIFOTYPE: stat.S_IFIFO}
-
-
-def _open(root_fd, path, flags):
-    return linux.openat2(root_fd, path.lstrip("/") or ".", flags | os.O_CLOEXEC, 0, _IN_ROOT)
 
 
 def path_stat(root_fd, path, follow=True):
     """os.stat_result of `path` in the root (its last symlink followed, in the root, with `follow`), or None."""
     try:
-        fd = _open(root_fd, path, paths.O_PATH | (0 if follow else os.O_NOFOLLOW))
+        fd = paths.open_in_root(root_fd, path, paths.O_PATH | (0 if follow else os.O_NOFOLLOW))
     except OSError as exc:
-        if exc.errno in (_ENOENT, _ENOTDIR):
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             return None
         raise
     try:
@@ -55,9 +50,9 @@ def entries(root_fd, path, arcname, follow=False):
     The file of an entry is valid until the next entry is asked for.
     """
     try:
-        fd = _open(root_fd, path, paths.O_PATH | (0 if follow else os.O_NOFOLLOW))
+        fd = paths.open_in_root(root_fd, path, paths.O_PATH | (0 if follow else os.O_NOFOLLOW))
     except OSError as exc:
-        if exc.errno in (_ENOENT, _ENOTDIR):
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise NotFound(f"Could not find the file {path} in container") from None
         raise
     for info, data, _ in tree.walk(fd, arcname):
@@ -75,9 +70,9 @@ def _parts(name):
 def open_directory(root_fd, path):
     """An O_PATH fd of the directory `path` in the root; NotFound if it is missing or no directory."""
     try:
-        return _open(root_fd, path, paths.O_PATH | os.O_DIRECTORY)
+        return paths.open_in_root(root_fd, path, paths.O_PATH | os.O_DIRECTORY)
     except OSError as exc:
-        if exc.errno in (_ENOENT, _ENOTDIR):
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise NotFound(f"no such directory: {path}") from None
         raise
 
@@ -113,7 +108,7 @@ def extract(directory_fd, items, owner=None):
         if parent is not None:
             os.close(parent)
     for relative, mtime in reversed(directories):  # after their contents: writing changes a directory's mtime
-        fd = _open(directory_fd, relative, paths.O_PATH | os.O_NOFOLLOW)
+        fd = paths.open_in_root(directory_fd, relative, paths.O_PATH | os.O_NOFOLLOW)
         try:
             os.utime(paths.fd_path(fd), (mtime, mtime))
         finally:
@@ -145,7 +140,7 @@ def _create(directory_fd, parent, leaf, info, data):
         target = _parts(info.linkname)
         if target is None:
             raise InvalidArgument(f"invalid hard link {info.name!r} -> {info.linkname!r}")
-        source = _open(directory_fd, "/".join(target[:-1]), paths.O_PATH | os.O_DIRECTORY)
+        source = paths.open_in_root(directory_fd, "/".join(target[:-1]), paths.O_PATH | os.O_DIRECTORY)
         try:
             os.link(target[-1], leaf, src_dir_fd=source, dst_dir_fd=parent, follow_symlinks=False)
         finally:
@@ -165,7 +160,7 @@ def _settle(parent, leaf, info, uid, gid):
     fd = os.open(leaf, paths.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     try:
         if stat.S_ISLNK(os.fstat(fd).st_mode):
-            raise OSError(_ELOOP, "replaced by a symlink during the copy", info.name)
+            raise OSError(errno.ELOOP, "replaced by a symlink during the copy", info.name)
         os.chmod(paths.fd_path(fd), info.mode & 0o7777)
         os.utime(paths.fd_path(fd), (info.mtime, info.mtime))
     finally:

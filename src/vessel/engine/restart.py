@@ -191,6 +191,6 @@ def start_each(engine, records):
             engine.start(record.id)
         except VesselError as exc:
             results.append((record, exc))
-            continue
-        results.append((record, None))
+        else:
+            results.append((record, None))
     return results

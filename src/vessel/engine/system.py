@@ -4,10 +4,12 @@ Docker's API (/system/df, /info, /version) so that the CLI and docker-py style c
 import os
 import platform
 import shutil
+import uuid
 
 from vessel.engine.model import label_matches
 from vessel.engine.state import PAUSED, RUNNING
 from vessel.errors import InvalidArgument, NotFound
+from vessel.runtime.jsonio import write_atomic
 
 __all__ = ["disk_usage", "info", "version", "prune_filter", "rfc3339_seconds", "API_VERSION"]
 
@@ -110,15 +112,8 @@ def _engine_id(root):
         with open(path) as handle:
             return handle.read().strip()
     except FileNotFoundError:
-        import uuid
-
         value = str(uuid.uuid4())
-        tmp = f"{path}.tmp.{os.getpid()}"
-        with open(tmp, "w") as handle:
-            handle.write(value)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
+        write_atomic(path, value, mode=0o644)
         return value
 
 
@@ -139,12 +134,12 @@ def info(engine):
     running = sum(r.status == RUNNING for r in records)
     paused = sum(r.status == PAUSED for r in records)
     cgroup_version = "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+    backing = _filesystem_type(engine.root)
     return {
         "ID": _engine_id(engine.root), "Containers": len(records), "ContainersRunning": running,
         "ContainersPaused": paused, "ContainersStopped": len(records) - running - paused,
         "Images": len(engine.images.list()), "Driver": engine.images.snapshots.driver,
-        "DriverStatus": [["Backing Filesystem", _BACKING.get(_filesystem_type(engine.root),
-                                                              _filesystem_type(engine.root))]],
+        "DriverStatus": [["Backing Filesystem", _BACKING.get(backing, backing)]],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Log": ["json-file", "none"]},
         "MemoryLimit": True, "SwapLimit": os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
         "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": True, "PidsLimit": True,

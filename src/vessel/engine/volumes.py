@@ -13,6 +13,7 @@ ever read.
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -31,7 +32,6 @@ _DRIVER_OPTIONS = ("type", "device", "o")
 # an option that needs another (Docker's local driver)
 _REQUIRED_WITH = {"device": "type", "type": "device", "o": "device"}
 _ANONYMOUS_LABEL = "com.docker.volume.anonymous"
-_EINVAL, _ENOENT = 22, 2
 
 
 @dataclass
@@ -78,7 +78,7 @@ def unmount_all(path):
         try:
             linux.umount2(path, linux.MNT_DETACH)
         except OSError as exc:
-            if exc.errno in (_EINVAL, _ENOENT):
+            if exc.errno in (errno.EINVAL, errno.ENOENT):
                 return
             raise
 
