@@ -12,6 +12,7 @@ import json
 import re
 import time
 
+from vessel.engine.health import parse_duration
 from vessel.engine.model import label_matches
 from vessel.errors import InvalidArgument
 
@@ -19,8 +20,6 @@ __all__ = ["Event", "record", "record_image", "read", "follow", "parse_time", "p
 
 RETAINED = 10000
 _FILTER_KEYS = ("container", "event", "type", "image", "label", "volume", "network")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
 class Event:
@@ -127,9 +126,10 @@ def parse_time(text, now=None):
     if re.fullmatch(r"\d+(\.\d+)?", value):
         seconds, _, fraction = value.partition(".")
         return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
-    if re.fullmatch(rf"(?:{_DURATION.pattern})+", value):
-        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION.findall(value))
-        return now - int(seconds * 1_000_000_000)
+    try:
+        return now - parse_duration(value, "--since/--until")
+    except InvalidArgument:
+        pass  # not a duration: a date
     match = re.fullmatch(r"(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d)?)(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?", value)
     if not match:
         raise InvalidArgument(f"failed to parse value as time or duration: {value!r}")
