@@ -14,11 +14,12 @@ and hashes a compressed layer; the fds of directories this layer made are
 kept, so their files need no openat2 of the full path; header checksums are
 summed with adler32 over the two halves of the block (each half's byte sum is
 below adler32's modulus, so the sum is exact) instead of sum() per byte.
-When the target starts empty, regular files go to a small native helper
-(_filewriter.c, built at install time) on a second thread, a batch at a time
-with the GIL released, while this thread parses and makes everything else;
-it also hashes an uncompressed layer.  Without the helper, or into a
-non-empty target, every file is made here.  Tried and slower: Python writing
+The native helper (_filewriter.c, built at install time; optional) parses
+runs of plain ustar headers, and, when the target starts empty, makes the
+regular files on two writer threads, a batch at a time with the GIL released,
+while this thread does everything else (every decision about paths stays
+here); the first writer also hashes an uncompressed layer.  Without the
+helper every header is parsed and every file made here.  Tried and slower: Python writing
 files on two threads (each system call gives the GIL up and has to win it
 back), the reader thread for an uncompressed layer, and a forked second
 process applying half of the entries (both processes together spent more
