@@ -46,8 +46,15 @@ def test_run_path_is_lean(tmp_path):
     # the image is missing (and not pulled): option parsing, the API and the image lookup run
     modules = cli_modules(tmp_path, "run", "--rm", "--pull", "never", "--network", "none", "nosuchimage", "true",
                           extra=RUN_MODULES)
-    assert "vessel.cli.containers" in modules and "vessel.image.store" in modules
+    assert "vessel.cli.runner" in modules and "vessel.image.store" in modules
     assert slow_ones(modules) == []
+    assert "click" not in modules  # a plain `run` is parsed by vessel.cli.runflags
+
+
+def test_run_help_and_errors_still_go_through_click(tmp_path):
+    for argv, code in ((["run", "--help"], 0), (["run", "--bogus", "busybox"], 125), (["create"], 125)):
+        modules = cli_modules(tmp_path, *argv, code=code)
+        assert "click" in modules and "vessel.cli.containers" in modules, argv
 
 
 def test_a_real_run_is_lean(tmp_path, names):
@@ -63,6 +70,7 @@ def test_a_real_run_is_lean(tmp_path, names):
     finally:
         remove_cgroup_tree(cgroup)
     assert slow_ones(modules) == []
+    assert "click" not in modules
 
 
 def test_ps_rm_start_stop_paths_are_lean(tmp_path):

@@ -16,6 +16,7 @@ import click
 
 from vessel.cli.images import human_duration, human_size, render, table
 from vessel.cli.common import for_each, print_documents, print_pruned
+from vessel.cli import runflags
 from vessel.cli.filesystem import commit, cp
 from vessel.errors import InvalidArgument, NotFound, VesselError
 
@@ -30,275 +31,55 @@ def _client(obj):
 
 def _fail_start(exc):
     """A start failure: Docker's message and its exit code (125, 126 or 127)."""
-    click.echo(f"Error: {exc}", err=True)
-    raise click.exceptions.Exit(exc.exit_code)
+    from vessel.cli.runner import start_failed
+
+    raise click.exceptions.Exit(start_failed(exc))
 
 
 # -- run / create -----------------------------------------------------------------
 
-_host_options = [
-    click.option("--memory-swap", default=None, help="Swap limit equal to memory plus swap: -1 for unlimited."),
-    click.option("--memory-reservation", default=None, help="Memory soft limit."),
-    click.option("-c", "--cpu-shares", type=int, default=0, help="CPU shares (relative weight)."),
-    click.option("--cpu-period", type=int, default=0, help="Limit CPU CFS (Completely Fair Scheduler) period."),
-    click.option("--cpu-quota", type=int, default=0, help="Limit CPU CFS (Completely Fair Scheduler) quota."),
-    click.option("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)."),
-    click.option("--cpuset-mems", default="", help="MEMs in which to allow execution (0-3, 0,1)."),
-    click.option("--device", "devices", multiple=True, help="Add a host device to the container."),
-    click.option("--device-cgroup-rule", "device_cgroup_rules", multiple=True,
-                 help="Add a rule to the cgroup allowed devices list."),
-    click.option("--shm-size", default=None, help="Size of /dev/shm."),
-    click.option("--group-add", multiple=True, help="Add additional groups to join."),
-    click.option("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences (-1000 to 1000)."),
-    click.option("--pid", "pid_mode", default="", help="PID namespace to use."),
-    click.option("--ipc", "ipc_mode", default="", help="IPC mode to use."),
-    click.option("--uts", "uts_mode", default="", help="UTS namespace to use."),
-    click.option("--sysctl", "sysctls", multiple=True, help="Sysctl options."),
-    click.option("--init", is_flag=True, help="Run an init inside the container that forwards signals and reaps "
-                                              "processes."),
-    click.option("--pull", default="missing", help='Pull image before running ("always", "missing", "never").'),
-    click.option("--platform", default=None, help="Set platform if server is multi-platform capable."),
-    click.option("--cidfile", default=None, help="Write the container ID to the file."),
-    click.option("--label-file", multiple=True, help="Read in a line delimited file of labels."),
-    click.option("-a", "--attach", "attach_streams", multiple=True, help="Attach to STDIN, STDOUT or STDERR."),
-    click.option("--detach-keys", default=None, help="Override the key sequence for detaching a container."),
-]
+def _flag_options(flags):
+    """The click options of a table of vessel.cli.runflags flags, in the table's order."""
+    def decorate(function):
+        for flag in reversed(flags):
+            if flag.kind == runflags.SWITCH:
+                option = click.option("/".join(flag.decls), flag.dest, default=flag.default, help=flag.help)
+            elif flag.kind == runflags.FLAG:
+                option = click.option(*flag.decls, flag.dest, is_flag=True, help=flag.help)
+            elif flag.kind == runflags.MULTIPLE:
+                option = click.option(*flag.decls, flag.dest, multiple=True, help=flag.help)
+            else:
+                option = click.option(*flag.decls, flag.dest, type=int if flag.kind == runflags.INT else None,
+                                      default=flag.default, help=flag.help)
+            function = option(function)
+        return function
 
-
-def _container_options(function):
-    options = [
-        click.option("--name", help="Assign a name to the container."),
-        click.option("-e", "--env", "env", multiple=True, help="Set environment variables."),
-        click.option("--env-file", multiple=True, help="Read in a file of environment variables."),
-        click.option("-l", "--label", "labels", multiple=True, help="Set meta data on a container."),
-        click.option("-v", "--volume", "volumes", multiple=True,
-                     help="Bind mount a volume (host-path|name:container-path[:options], or container-path)."),
-        click.option("--mount", "mounts", multiple=True, help="Attach a filesystem mount to the container."),
-        click.option("--volumes-from", multiple=True, help="Mount volumes from the specified container(s)."),
-        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory."),
-        click.option("-w", "--workdir", default="", help="Working directory inside the container."),
-        click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])."),
-        click.option("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image."),
-        click.option("-h", "--hostname", default="", help="Container host name."),
-        click.option("--domainname", default="", help="Container NIS domain name."),
-        click.option("--add-host", "add_hosts", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
-        click.option("--dns", multiple=True, help="Set custom DNS servers."),
-        click.option("--network", "--net", "networks", multiple=True,
-                     help="Connect a container to a network (bridge, host, none, container:NAME, a network)."),
-        click.option("--ip", default=None, help="IPv4 address (e.g., 172.30.100.104)."),
-        click.option("--ip6", default=None, help="IPv6 address (e.g., 2001:db8::33)."),
-        click.option("--network-alias", "network_aliases", multiple=True, help="Add network-scoped alias."),
-        click.option("--mac-address", default=None, help="Container MAC address (e.g., 92:d0:c6:0a:29:33)."),
-        click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host."),
-        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."),
-        click.option("--expose", multiple=True, help="Expose a port or a range of ports."),
-        click.option("-m", "--memory", default=None, help="Memory limit."),
-        click.option("--cpus", default=None, help="Number of CPUs."),
-        click.option("--pids-limit", type=int, default=0, help="Tune container pids limit."),
-        click.option("--ulimit", "ulimits", multiple=True, help="Ulimit options (name=soft[:hard])."),
-        click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only."),
-        click.option("--cap-add", multiple=True, help="Add Linux capabilities."),
-        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
-        click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
-        click.option("--security-opt", multiple=True, help="Security options."),
-        click.option("--stop-signal", default=None, help="Signal to stop the container."),
-        click.option("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container."),
-        click.option("--runtime", default=None, help="Runtime to use for this container (runc, crun, a path)."),
-        click.option("--restart", default="no", help="Restart policy: no, on-failure[:max-retries], always, "
-                     "unless-stopped."),
-        click.option("--health-cmd", default=None, help="Command to run to check health."),
-        click.option("--health-interval", default=None, help="Time between running the check (ms|s|m|h)."),
-        click.option("--health-retries", default=None, help="Consecutive failures needed to report unhealthy."),
-        click.option("--health-timeout", default=None, help="Maximum time to allow one check to run (ms|s|m|h)."),
-        click.option("--health-start-period", default=None,
-                     help="Start period for the container to initialize before counting retries (ms|s|m|h)."),
-        click.option("--health-start-interval", default=None,
-                     help="Time between running the check during the start period (ms|s|m|h)."),
-        click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK."),
-        click.option("--cgroup-parent", default="", help="Optional parent cgroup for the container."),
-        click.option("--log-driver", default="json-file", help="Logging driver (json-file)."),
-        click.option("--log-opt", "log_opts", multiple=True, help="Log driver options (max-size, max-file)."),
-        click.option("--rm", "remove", is_flag=True, help="Automatically remove the container when it exits."),
-        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached."),
-        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
-        *_host_options,
-        click.argument("image"),
-        click.argument("command", nargs=-1, type=click.UNPROCESSED),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-def _create(obj, opts):
-    from vessel.engine.model import parse_bytes, parse_cpus, parse_env_file
-
-    env = []
-    for path in opts["env_file"]:
-        env += [item for item in parse_env_file(path) if item is not None]
-    env += list(opts["env"])
-    labels = {}
-    label_lines = [line for path in opts["label_file"] for line in parse_env_file(path, expand=False)]
-    for item in label_lines + list(opts["labels"]):
-        key, _, value = item.partition("=")
-        labels[key] = value
-    log_config = {}
-    for item in opts["log_opts"]:
-        key, sep, value = item.partition("=")
-        if not sep or key not in ("max-size", "max-file") or opts["log_driver"] != "json-file":
-            raise InvalidArgument(f"unknown log opt '{key}' for {opts['log_driver']} log driver")
-        log_config[key] = value
-    memory = parse_bytes(opts["memory"], "-m, --memory") if opts["memory"] is not None else 0
-    nano_cpus = parse_cpus(opts["cpus"]) if opts["cpus"] is not None else 0
-    host_options = _host_flags(opts)
-    restart_policy, healthcheck = _restart_and_health(opts)
-    if opts["cidfile"] and os.path.exists(opts["cidfile"]):
-        raise InvalidArgument(f"Container ID file found, make sure the other container isn't running or delete "
-                              f"{opts['cidfile']}")
-    client = _client(obj)
-    _ensure_image(client, opts["image"], opts["pull"], opts["platform"])
-    container = client.containers.create(
-        opts["image"], list(opts["command"]) or None, name=opts["name"], runtime=opts["runtime"],
-        entrypoint=opts["entrypoint"], environment=env, working_dir=opts["workdir"], user=opts["user"],
-        hostname=opts["hostname"], domainname=opts["domainname"], tty=opts["tty"],
-        stdin_open=opts["interactive"], labels=labels, volumes=list(opts["volumes"]), tmpfs=list(opts["tmpfs"]),
-        mounts=list(opts["mounts"]), volumes_from=list(opts["volumes_from"]),
-        extra_hosts=list(opts["add_hosts"]), dns=list(opts["dns"]), networks=list(opts["networks"]),
-        ipv4_address=opts["ip"], ipv6_address=opts["ip6"], network_aliases=list(opts["network_aliases"]),
-        mac_address=opts["mac_address"], publish=list(opts["publish"]), publish_all_ports=opts["publish_all"],
-        expose=list(opts["expose"]),
-        mem_limit=memory, nano_cpus=nano_cpus, pids_limit=opts["pids_limit"], ulimits=list(opts["ulimits"]),
-        read_only=opts["read_only"], cap_add=list(opts["cap_add"]), cap_drop=list(opts["cap_drop"]),
-        privileged=opts["privileged"], security_opt=list(opts["security_opt"]), stop_signal=opts["stop_signal"],
-        stop_timeout=opts["stop_timeout"], auto_remove=opts["remove"], cgroup_parent=opts["cgroup_parent"],
-        restart_policy=restart_policy, healthcheck=healthcheck,
-        log_config={"Type": opts["log_driver"], "Config": log_config}, **host_options,
-    )
-    if opts["cidfile"]:
-        _write_cidfile(opts["cidfile"], container.id)
-    return container
-
-
-def _restart_and_health(opts):
-    """--restart and the --health-* flags, checked before anything is pulled or made."""
-    from vessel.engine import health
-    from vessel.engine.restart import RestartPolicy
-
-    policy = RestartPolicy.parse(opts["restart"])
-    if opts["remove"] and policy.enabled:
-        raise InvalidArgument("Conflicting options: --restart and --rm")
-    healthcheck = health.from_flags(opts["health_cmd"], opts["health_interval"], opts["health_timeout"],
-                                    opts["health_start_period"], opts["health_start_interval"],
-                                    opts["health_retries"], opts["no_healthcheck"])
-    return policy, healthcheck
-
-
-def _host_flags(opts):
-    """docker-py's names for the resource, device, namespace and init flags."""
-    from vessel.engine.model import parse_sysctl
-
-    return dict(
-        memswap_limit=opts["memory_swap"] or 0, mem_reservation=opts["memory_reservation"] or 0,
-        cpu_shares=opts["cpu_shares"], cpu_period=opts["cpu_period"], cpu_quota=opts["cpu_quota"],
-        cpuset_cpus=opts["cpuset_cpus"], cpuset_mems=opts["cpuset_mems"], devices=list(opts["devices"]),
-        device_cgroup_rules=list(opts["device_cgroup_rules"]), shm_size=opts["shm_size"],
-        group_add=list(opts["group_add"]), oom_score_adj=opts["oom_score_adj"], pid_mode=opts["pid_mode"],
-        ipc_mode=opts["ipc_mode"], uts_mode=opts["uts_mode"], init=opts["init"],
-        sysctls=dict(parse_sysctl(item) for item in opts["sysctls"]),
-    )
-
-
-def _ensure_image(client, image, policy, platform):
-    """--pull: the image is pulled (progress on stderr) when missing, always, or never; a local image of
-    another platform than --platform counts as missing."""
-    from vessel.image.manifest import parse_platform
-    from vessel.image.reference import parse
-
-    if policy not in ("always", "missing", "never"):
-        raise InvalidArgument(f"invalid pull option: '{policy}': must be one of \"always\", \"missing\" or "
-                              "\"never\"")
-    wanted = parse_platform(platform) if platform else None
-    if policy != "always":
-        try:
-            local = client.images.get(image).config
-        except NotFound:
-            if policy == "never":
-                raise
-        else:
-            actual = "/".join(p for p in (local.os, local.architecture, local.variant) if p)
-            if wanted is None or (local.os, local.architecture) == (wanted.os, wanted.architecture) and \
-                    wanted.variant in ("", local.variant):
-                return
-            if policy == "never":
-                raise NotFound(f"image with reference {image} was found but does not match the specified platform: "
-                               f"wanted {wanted}, actual: {actual}")
-    ref = parse(image)
-    if policy != "always":
-        click.echo(f"Unable to find image '{ref.familiar}' locally", err=True)
-    client.images.pull(str(ref), platform=platform, progress=sys.stderr)  # (tagged: no "Using default tag")
-
-
-def _write_cidfile(path, container_id):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as handle:
-        handle.write(container_id)
-    os.replace(tmp, path)
-
-
-def _discard(data):
-    """Output of a stream that is not attached (-a)."""
-
-
-def _attached_streams(values, detach):
-    """-a stdin|stdout|stderr (any case); none given means stdout and stderr (and stdin with -i)."""
-    if values and detach:
-        raise InvalidArgument("Conflicting options: -a and -d")
-    streams = {v.lower() for v in values}
-    if not streams <= {"stdin", "stdout", "stderr"}:
-        bad = next(v for v in values if v.lower() not in ("stdin", "stdout", "stderr"))
-        raise InvalidArgument(f'invalid argument "{bad}" for "-a, --attach" flag: valid streams are STDIN, '
-                              "STDOUT and STDERR")
-    return streams or {"stdin", "stdout", "stderr"}
+    return decorate
 
 
 @click.command("run", context_settings=_RUN_SETTINGS)
-@click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID.")
-@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals to the process.")
-@_container_options
+@_flag_options(runflags.RUN_FLAGS)
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def run(obj, detach, sig_proxy, **opts):
+def run(obj, **opts):
     """Create and run a new container from an image."""
-    from vessel.engine.attach import parse_detach_keys
-    from vessel.engine.core import ContainerStartError
+    from vessel.cli import runner
 
-    streams = _attached_streams(opts["attach_streams"], detach)
-    detach_keys = parse_detach_keys(opts["detach_keys"])
-    container = _create(obj, opts)
-    try:
-        if detach:
-            container.start()
-            click.echo(container.id)
-            return
-        code = container.start_attached(stdin_fd=0 if opts["interactive"] and "stdin" in streams else None,
-                                        stdout=None if "stdout" in streams else _discard,
-                                        stderr=None if "stderr" in streams else _discard,
-                                        sig_proxy=sig_proxy, detach_keys=detach_keys)
-    except ContainerStartError as exc:
-        _fail_start(exc)
-    if code == 141:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing more can be written to the closed pipe
-    raise click.exceptions.Exit(code)
+    raise click.exceptions.Exit(runner.run(obj, opts))
 
 
 @click.command("create", context_settings=_RUN_SETTINGS)
-@_container_options
+@_flag_options(runflags.CREATE_FLAGS)
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def create(obj, **opts):
     """Create a new container."""
-    click.echo(_create(obj, opts).id)
+    from vessel.cli import runner
 
+    raise click.exceptions.Exit(runner.create(obj, opts))
 
-# -- lifecycle --------------------------------------------------------------------
 
 @click.command("start")
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")

@@ -2,14 +2,12 @@
 
 Commands are listed by name with the module that defines them and imported
 only when used (pip's lazy command table), so `vessel --help` stays cheap.
+A plain `run` or `create` skips click altogether (vessel.cli.runflags says why).
 Errors are mapped to Docker's exit codes here and nowhere else.
 """
 
-import importlib
 import os
 import sys
-
-import click
 
 from vessel.errors import VesselError
 
@@ -68,21 +66,6 @@ DEFAULT_RUNROOT = "/run/vessel"
 EXIT_ENGINE_ERROR = 125
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx):
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx, name):
-        target = COMMANDS.get(name)
-        if target is None:
-            return None
-        module, attr = target.split(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            return None
-
-
 class Context:
     """What every command receives: the state root and runtime root chosen by the user."""
 
@@ -91,21 +74,41 @@ class Context:
         self.runroot = runroot
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--root", envvar="VESSEL_ROOT", default=DEFAULT_ROOT, show_default=True,
-              help="Root directory of vessel's state (or VESSEL_ROOT).")
-@click.option("--runroot", envvar="VESSEL_RUNROOT", default=DEFAULT_RUNROOT, show_default=True,
-              help="Directory of the containers' runtime files (or VESSEL_RUNROOT).")
-@click.version_option(package_name="vessel", prog_name="vessel")
-@click.pass_context
-def cli(ctx, root, runroot):
-    """A Docker-compatible container engine, daemonless."""
-    ctx.obj = Context(os.path.abspath(root), os.path.abspath(runroot))
-
-
 def main(argv=None):
+    args = sys.argv[1:] if argv is None else list(argv)
+    from vessel.cli.runflags import parse_command_line
+
+    fast = None
     try:
-        result = cli.main(args=argv, prog_name="vessel", standalone_mode=False)
+        fast = parse_command_line(args, DEFAULT_ROOT, DEFAULT_RUNROOT)
+        if fast is None:
+            return _click_main(args)
+        command, root, runroot, params = fast
+        from vessel.cli import runner
+
+        return getattr(runner, command)(Context(os.path.abspath(root), os.path.abspath(runroot)), params)
+    except VesselError as exc:
+        _echo_error(f"Error: {exc}")
+        return EXIT_ENGINE_ERROR
+    except (EOFError, KeyboardInterrupt):
+        if fast is not None:
+            _echo_error("\nAborted.")  # what click prints when it is interrupted
+        return 130
+    except BrokenPipeError:
+        return 1  # click's exit code when its output pipe closed
+
+
+def _echo_error(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def _click_main(args):
+    """Every command line the fast path leaves alone: click parses it, shows help and reports its errors."""
+    import click
+
+    cli = _click_group()
+    try:
+        result = cli.main(args=args, prog_name="vessel", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
@@ -115,13 +118,42 @@ def main(argv=None):
         click.echo(f"vessel: {exc.format_message()}", err=True)
         click.echo("See 'vessel --help'.", err=True)
         return EXIT_ENGINE_ERROR
-    except VesselError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        return EXIT_ENGINE_ERROR
-    except KeyboardInterrupt:
-        return 130
     # without standalone mode click returns a command's Exit code instead of raising it
     return result if isinstance(result, int) else 0
+
+
+def _click_group():
+    """The `vessel` click group with its lazy command table."""
+    import importlib
+
+    import click
+
+    class LazyGroup(click.Group):
+        def list_commands(self, ctx):
+            return sorted(COMMANDS)
+
+        def get_command(self, ctx, name):
+            target = COMMANDS.get(name)
+            if target is None:
+                return None
+            module, attr = target.split(":")
+            try:
+                return getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError):
+                return None
+
+    @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option("--root", envvar="VESSEL_ROOT", default=DEFAULT_ROOT, show_default=True,
+                  help="Root directory of vessel's state (or VESSEL_ROOT).")
+    @click.option("--runroot", envvar="VESSEL_RUNROOT", default=DEFAULT_RUNROOT, show_default=True,
+                  help="Directory of the containers' runtime files (or VESSEL_RUNROOT).")
+    @click.version_option(package_name="vessel", prog_name="vessel")
+    @click.pass_context
+    def cli(ctx, root, runroot):
+        """A Docker-compatible container engine, daemonless."""
+        ctx.obj = Context(os.path.abspath(root), os.path.abspath(runroot))
+
+    return cli
 
 
 def launch():
