@@ -212,6 +212,9 @@ def main():
             os._exit(0)
         monitor = Monitor.launch(root, runroot, int(lock), int(ready))
     monitor.serve()
+    from vessel.engine import networking  # the default bridge monitors keep up goes with the last of them
+
+    monitor._guarded(networking.remove_idle_default_bridge, monitor.root)
     os._exit(0)
 
 
@@ -277,8 +280,14 @@ class StartFailure(Exception):
 
 
 def _monitor_engine(root, runroot, monitor):
-    """An Engine whose runtime verbs go through `monitor` (forked in-process for vessel's runtime)."""
+    """An Engine whose runtime verbs go through `monitor` (forked in-process for vessel's runtime).
+
+    Its detaches leave an idle default bridge up until the monitor leaves.
+    """
+    from vessel.engine import networking
     from vessel.engine.core import Engine
+
+    networking.keep_default_bridge()
 
     class MonitorEngine(Engine):
         def runtime(self, record, *args, capture=True, timeout=60, **kwargs):

@@ -25,11 +25,13 @@ from vessel.engine.model import NetworkAttachment, PortBinding
 from vessel.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from vessel.runtime import linux
 
-__all__ = ["attach", "connect", "disconnect", "host_address", "is_bridge_mode", "netns_path", "network_settings", "port_bindings",
-           "port_settings", "ports_text", "prepare_config", "rename", "setup", "teardown"]
+__all__ = ["attach", "connect", "disconnect", "host_address", "is_bridge_mode", "keep_default_bridge", "netns_path",
+           "network_settings", "port_bindings", "port_settings", "ports_text", "prepare_config",
+           "remove_idle_default_bridge", "rename", "setup", "teardown"]
 
 DEFAULT_NETWORK = "bridge"
 DEFAULT_ALIAS = "default"   # Docker's other name of the default network
+_keep_default = False       # whether this process leaves an idle default bridge up (see keep_default_bridge)
 
 
 def is_bridge_mode(mode):
@@ -42,10 +44,31 @@ def netns_path(engine, container_id):
 
 
 def _networks(engine):
-    """The root's Networks (kernel changes: loads pyroute2)."""
+    """The root's Networks (kernel changes)."""
     from vessel.network.manager import Networks
 
-    return Networks(engine.root)
+    return Networks(engine.root, keep_default=_keep_default)
+
+
+def keep_default_bridge():
+    """From now on, this process's detaches leave an idle default bridge (and its rules) up.
+
+    For the monitor: Docker keeps docker0 up, and making and removing the
+    bridge costs every solo run; the monitor removes it with
+    `remove_idle_default_bridge` when it leaves.
+    """
+    global _keep_default
+    _keep_default = True
+
+
+def remove_idle_default_bridge(root):
+    """Remove root's default bridge and its rules unless an endpoint uses them."""
+    if not os.path.exists(os.path.join(root, "network", "network.db")):
+        return
+    from vessel.network.manager import Networks
+
+    with Networks(root) as nets:
+        nets.remove_idle_default()
 
 
 def _store(engine):
@@ -145,7 +168,7 @@ def setup(engine, record):
     None means the runtime's default (a new empty namespace, or none for `host`).
     A bridge-mode container gets a new namespace here; its endpoints come with
     `attach`, which the monitor calls right before the runtime creates the
-    container (pyroute2 is loaded once there, not in every starting command).
+    container (the network code is loaded once there, not in every starting command).
     """
     config = record.config
     if config.network_mode.startswith("container:"):

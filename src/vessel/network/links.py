@@ -1,20 +1,20 @@
-"""Bridges, veth pairs, addresses and routes through netlink (pyroute2).
+"""Bridges, veth pairs, addresses and routes through netlink (vessel.network.netlink).
 
 Netlink rather than one `ip` process per step: one socket per namespace,
 errors come back as errno values, and a container's end of a veth pair is
-created directly inside its namespace (it never shows up on the host).
+created directly inside its namespace, named, addressed and up (it never shows
+up on the host).
 """
 
 import fcntl
-import ipaddress
 import os
-import secrets
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+import socket
 
 from vessel.errors import Conflict, InvalidArgument, Unavailable
 from vessel.network.ipam import mac_for, pick_ifname
+from vessel.network.netlink import (IFF_UP, IFLA_ADDRESS, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
+                                    IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, VETH_INFO_PEER,
+                                    Netlink, attr, ifinfo)
 
 __all__ = [
     "attach_veth",
@@ -24,14 +24,13 @@ __all__ = [
     "link_exists",
 ]
 
-IFA_F_NODAD = 0x02
 NS_GET_NSTYPE = 0xB703
 CLONE_NEWNET = 0x40000000
-AF_INET6 = 10
+RT_TABLE_MAIN = 254
 
 
 def _fail(what, exc):
-    return Unavailable(f"{what}: {os.strerror(exc.code) if exc.code else exc}")
+    return Unavailable(f"{what}: {exc.strerror or exc}")
 
 
 def _sysctl(path, value):
@@ -39,68 +38,64 @@ def _sysctl(path, value):
         f.write(value)
 
 
+def _mac(text):
+    return bytes(int(part, 16) for part in text.split(":"))
+
+
 def link_exists(name):
-    with IPRoute() as ipr:
-        return bool(ipr.link_lookup(ifname=name))
+    with Netlink() as nl:
+        return nl.link_index(name) is not None
 
 
 def ensure_bridge(name, mtu, addresses):
     """Create (or complete) bridge `name` with `addresses` [(ip, prefixlen)], up; True if created."""
-    with IPRoute() as ipr:
+    with Netlink() as nl:
         created = False
-        found = ipr.link_lookup(ifname=name)
         try:
-            if not found:
+            index = nl.link_index(name)
+            if index is None:
                 # a MAC of its own: otherwise the bridge takes its ports' lowest one and changes with them
-                ipr.link("add", ifname=name, kind="bridge", address=mac_for(addresses[0][0]))
+                nl.add_link(ifinfo(), [attr(IFLA_IFNAME, name), attr(IFLA_ADDRESS, _mac(mac_for(addresses[0][0]))),
+                                       attr(IFLA_LINKINFO, [attr(IFLA_INFO_KIND, "bridge")])])
                 created = True
-                found = ipr.link_lookup(ifname=name)
-            index = found[0]
-            have = {(a.get("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index)}
+                index = nl.link_index(name)
+            have = set(nl.addresses(index))
             for address, prefixlen in addresses:
-                if (str(address), prefixlen) in have:
-                    continue
-                extra = {"IFA_FLAGS": IFA_F_NODAD} if address.version == 6 else {}
-                ipr.addr("add", index=index, address=str(address), prefixlen=prefixlen, **extra)
-            ipr.link("set", index=index, mtu=mtu, state="up")
+                if (str(address), prefixlen) not in have:
+                    nl.add_address(index, address, prefixlen)
+            nl.set_link(index, [attr(IFLA_MTU, mtu)], up=True)
             # 127.0.0.1 -> container after DNAT (published ports), and routing from the bridge
             _sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
             _sysctl(f"net/ipv4/conf/{name}/forwarding", "1")
-        except (NetlinkError, OSError) as exc:
+        except OSError as exc:
             if created:
                 delete_link(name)
-            if isinstance(exc, NetlinkError):
-                raise _fail(f"bridge {name}", exc) from None
-            raise Unavailable(f"bridge {name}: {exc}") from None
+            raise _fail(f"bridge {name}", exc) from None
     return created
 
 
 def delete_link(name):
     """Delete a link by name; a missing one is not an error."""
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=name)
-        if found:
+    with Netlink() as nl:
+        index = nl.link_index(name)
+        if index is not None:
             try:
-                ipr.link("del", index=found[0])
-            except NetlinkError as exc:
-                if exc.code != 19:  # ENODEV: gone meanwhile
+                nl.delete_link(index)
+            except OSError as exc:
+                if exc.errno != 19:  # ENODEV: gone meanwhile
                     raise _fail(f"delete {name}", exc) from None
 
 
 def host_routes():
     """Every IPv4/IPv6 destination routed on the host (overlap checks)."""
-    found = []
-    with IPRoute() as ipr:
-        for route in ipr.get_routes(table=254):
-            dst = route.get("RTA_DST")
-            if dst and route["dst_len"]:
-                found.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
-    return found
+    with Netlink() as nl:
+        return [dst for family in (socket.AF_INET, socket.AF_INET6) for dst, table in nl.routes(family)
+                if table == RT_TABLE_MAIN and dst.prefixlen]
 
 
 def _open_netns(netns_path):
     try:
-        fd = os.open(netns_path, os.O_RDONLY)
+        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise InvalidArgument(f"network namespace {netns_path}: {exc.strerror}") from None
     try:
@@ -121,52 +116,52 @@ def attach_veth(bridge, host_ifname, netns_path, ifname, mac, mtu, addresses, ga
     none for that family yet.  Returns the peer's name.
     """
     fd = _open_netns(netns_path)
-    peer_tmp = "vp" + secrets.token_hex(5)
     try:
-        with IPRoute() as ipr:
-            br = ipr.link_lookup(ifname=bridge)
-            if not br:
+        with Netlink() as host, Netlink(fd) as ns:
+            br = host.link_index(bridge)
+            if br is None:
                 raise Unavailable(f"bridge {bridge} does not exist")
+            existing = ns.links()
+            ifname = ifname or pick_ifname(existing)
+            if ifname in existing:
+                raise Conflict(f"interface {ifname} already exists in {netns_path}")
+            peer = ifinfo() + b"".join([
+                attr(IFLA_IFNAME, ifname), attr(IFLA_ADDRESS, _mac(mac)), attr(IFLA_MTU, mtu),
+                attr(IFLA_NET_NS_FD, fd)])
             try:
-                ipr.link("add", ifname=host_ifname, kind="veth", peer={"ifname": peer_tmp, "net_ns_fd": fd})
-            except NetlinkError as exc:
-                if exc.code == 17:
+                # one request: the pair, the host end in the bridge and up, the peer named in the namespace
+                # (up later: the kernel cannot open it before the pair is linked)
+                host.add_link(ifinfo(flags=IFF_UP, change=IFF_UP), [
+                    attr(IFLA_IFNAME, host_ifname), attr(IFLA_MTU, mtu), attr(IFLA_MASTER, br),
+                    attr(IFLA_LINKINFO, [attr(IFLA_INFO_KIND, "veth"),
+                                         attr(IFLA_INFO_DATA, [attr(VETH_INFO_PEER, peer)])])])
+            except OSError as exc:
+                if exc.errno == 17:
                     raise Conflict(f"interface {host_ifname} already exists") from None
                 raise _fail(f"veth {host_ifname}", exc) from None
-        try:
-            ifname = _configure_peer(netns_path, peer_tmp, ifname, mac, mtu, addresses, gateways)
-            with IPRoute() as ipr:
-                index = ipr.link_lookup(ifname=host_ifname)[0]
-                ipr.link("set", index=index, master=br[0], mtu=mtu, state="up")
+            try:
                 # hairpin: a container reaching its own published port comes back through its port
-                ipr.brport("set", index=index, mode=1)
-        except BaseException:
-            delete_link(host_ifname)
-            raise
+                with open(f"/sys/class/net/{host_ifname}/brport/hairpin_mode", "w") as f:
+                    f.write("1")
+                _configure_peer(ns, ifname, addresses, gateways)
+            except OSError as exc:
+                delete_link(host_ifname)
+                raise _fail(f"configure {ifname} in {netns_path}", exc) from None
+            except BaseException:
+                delete_link(host_ifname)
+                raise
     finally:
         os.close(fd)
     return ifname
 
 
-def _configure_peer(netns_path, peer_tmp, ifname, mac, mtu, addresses, gateways):
-    with IPRoute(netns=netns_path, flags=0) as ns:
-        try:
-            existing = {link.get("IFLA_IFNAME") for link in ns.get_links()}
-            ifname = ifname or pick_ifname(existing)
-            if ifname in existing:
-                raise Conflict(f"interface {ifname} already exists in {netns_path}")
-            index = ns.link_lookup(ifname=peer_tmp)[0]
-            ns.link("set", index=index, ifname=ifname, address=mac, mtu=mtu)
-            for address, prefixlen in addresses:
-                extra = {"IFA_FLAGS": IFA_F_NODAD} if address.version == 6 else {}
-                ns.addr("add", index=index, address=str(address), prefixlen=prefixlen, **extra)
-            ns.link("set", index=index, state="up")
-            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-            for gateway in gateways:
-                family = 2 if gateway.version == 4 else AF_INET6
-                if not ns.get_default_routes(family=family):
-                    dst = "0.0.0.0/0" if gateway.version == 4 else "::/0"
-                    ns.route("add", dst=dst, gateway=str(gateway), oif=index, family=family)
-        except NetlinkError as exc:
-            raise _fail(f"configure {ifname} in {netns_path}", exc) from None
-    return ifname
+def _configure_peer(ns, ifname, addresses, gateways):
+    index = ns.link_index(ifname)
+    for address, prefixlen in addresses:
+        ns.add_address(index, address, prefixlen)
+    ns.set_link(index, up=True)
+    ns.set_link(ns.link_index("lo"), up=True)
+    for gateway in gateways:
+        family = socket.AF_INET if gateway.version == 4 else socket.AF_INET6
+        if not any(dst.prefixlen == 0 and table == RT_TABLE_MAIN for dst, table in ns.routes(family)):
+            ns.add_default_route(gateway, index)

@@ -131,8 +131,9 @@ class Networks:
     servers listen (53).
     """
 
-    def __init__(self, root, dns_upstreams=None, dns_port=53):
+    def __init__(self, root, dns_upstreams=None, dns_port=53, keep_default=False):
         self.root = root
+        self.keep_default = keep_default  # an idle default bridge stays up (remove_idle_default later)
         self.store = Store(root)
         self.firewall = fw.firewall()
         if dns_upstreams is not None:
@@ -411,10 +412,17 @@ class Networks:
             self.store.delete_endpoint(db, endpoint_id)
             idle = not self.store.endpoints(net["id"])
         if idle:
-            if net["predefined"]:
-                self._bring_down(net)
-            else:
+            if not net["predefined"]:
                 self._stop_dns(net)
+            elif not self.keep_default:
+                self._bring_down(net)
+
+    def remove_idle_default(self):
+        """Remove the default network's bridge and rules when no endpoint uses them (kept up by keep_default)."""
+        with host_lock():
+            net = self.store.find_network(DEFAULT_NETWORK)
+            if not self.store.endpoints(net["id"]) and links.link_exists(net["bridge"]):
+                self._bring_down(net)
 
     # -- embedded DNS -----------------------------------------------------------
 
