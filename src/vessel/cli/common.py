@@ -2,9 +2,9 @@
 
 import click
 
-from vessel.errors import VesselError
+from vessel.errors import InvalidArgument, VesselError
 
-__all__ = ["client", "for_each", "print_documents", "print_pruned"]
+__all__ = ["client", "for_each", "key_value_pairs", "print_documents", "print_pruned", "print_section"]
 
 
 def client(obj):
@@ -12,6 +12,17 @@ def client(obj):
     from vessel.api import Client
 
     return Client(obj.root, obj.runroot)
+
+
+def key_value_pairs(items, what):
+    """Repeated `key=value` flags (--label, --opt) as a dict; a later key wins."""
+    found = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid {what} {item!r}: want key=value")
+        found[key] = value
+    return found
 
 
 def print_documents(documents, fmt, failed=False):
@@ -30,15 +41,20 @@ def print_documents(documents, fmt, failed=False):
         raise click.exceptions.Exit(1)
 
 
-def print_pruned(title, names, reclaimed):
-    """A prune's report: the title and the names (if any), then Docker's "Total reclaimed space" line."""
-    from vessel.cli.images import human_size
-
+def print_section(title, names):
+    """One part of a prune's report: the title, the names and a blank line; nothing without names."""
     if names:
         click.echo(title)
         for name in names:
             click.echo(name)
         click.echo("")
+
+
+def print_pruned(title, names, reclaimed):
+    """A prune's report: the title and the names (if any), then Docker's "Total reclaimed space" line."""
+    from vessel.cli.images import human_size
+
+    print_section(title, names)
     click.echo(f"Total reclaimed space: {human_size(reclaimed)}")
 
 

@@ -12,8 +12,6 @@ from vessel.cli.images import human_size
 from vessel.errors import InvalidArgument, VesselError
 
 
-
-
 def split_location(argument):
     """Docker's reading of a cp argument: (container, path), container None for a local path.
 

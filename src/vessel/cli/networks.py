@@ -10,7 +10,7 @@ import json
 
 import click
 
-from vessel.cli.common import for_each
+from vessel.cli.common import for_each, key_value_pairs
 from vessel.cli.images import render, table
 from vessel.errors import InvalidArgument, VesselError
 
@@ -22,16 +22,6 @@ def _networks(root):
     from vessel.network import Networks
 
     return Networks(root)
-
-
-def _pairs(items, what):
-    found = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise InvalidArgument(f"invalid {what} {item!r}: want key=value")
-        found[key] = value
-    return found
 
 
 class _AliasedGroup(click.Group):
@@ -81,7 +71,8 @@ def network_create(obj, driver, subnets, gateways, ipv6, internal, opts, labels,
     with _networks(obj.root) as nets:
         net = nets.create(name, subnet=(by_version[4] or [None])[0], gateway=(gw_by_version[4] or [None])[0],
                           ipv6=ipv6, subnet6=(by_version[6] or [None])[0], gateway6=(gw_by_version[6] or [None])[0],
-                          internal=internal, options=_pairs(opts, "option"), labels=_pairs(labels, "label"))
+                          internal=internal, options=key_value_pairs(opts, "option"),
+                          labels=key_value_pairs(labels, "label"))
     click.echo(net["id"])
 
 
@@ -92,13 +83,9 @@ def _record(net, no_trunc):
             "Labels": ",".join(f"{k}={v}" for k, v in net["labels"].items())}
 
 
-def _label_matches(labels, wanted):
-    """Docker's label filter: `key` or `key=value`."""
-    key, sep, value = wanted.partition("=")
-    return key in labels and (not sep or labels[key] == value)
-
-
 def _filtered(nets, filters):
+    from vessel.engine.model import label_matches
+
     wanted = {}
     for item in filters:
         key, sep, value = item.partition("=")
@@ -113,7 +100,7 @@ def _filtered(nets, filters):
             "driver": lambda v: net["driver"] == v,
             "scope": lambda v: v == "local",
             "type": lambda v: v == ("builtin" if net["predefined"] else "custom"),
-            "label": lambda v: _label_matches(net["labels"], v),
+            "label": lambda v: label_matches(net["labels"], v),
         }
         return all(any(checks[key](v) for v in values) for key, values in wanted.items())
 

@@ -9,12 +9,15 @@ import sys
 
 import click
 
-from vessel.cli.common import client
+from vessel.cli.common import client, print_section
 from vessel.cli.containers import binary_size
 from vessel.cli.images import created_since, human_size, render, table
 from vessel.errors import InvalidArgument
 
 
+def _formatted(fmt, records):
+    """`--format`: a Go template for each record; "json" is Docker's shorthand for {{json .}}."""
+    return render("{{json .}}" if fmt == "json" else fmt, records)
 
 
 # -- events ----------------------------------------------------------------------
@@ -34,8 +37,7 @@ def events(obj, since, until, filters, fmt):
     with client(obj) as api:
         try:
             for event in recorded.follow(api.engine.state, start, end, parsed):
-                click.echo(render("{{json .}}" if fmt == "json" else fmt, [event.to_docker()]) if fmt
-                           else event.line())
+                click.echo(_formatted(fmt, [event.to_docker()]) if fmt else event.line())
                 sys.stdout.flush()
         except KeyboardInterrupt:
             pass
@@ -74,10 +76,10 @@ def df_rows(usage):
 def _df_verbose(usage):
     images = []
     for image in usage["Images"]:
-        created = datetime.datetime.fromtimestamp(image["Created"], datetime.timezone.utc).isoformat()
         for tag in image["RepoTags"] or ["<none>:<none>"]:
             repository, tag_name = tag.rsplit(":", 1)
-            images.append([repository, tag_name, image["Id"].partition(":")[2][:12], created_since(created),
+            images.append([repository, tag_name, image["Id"].partition(":")[2][:12],
+                           created_since(_iso(image["Created"])),
                            human_size(image["Size"]), human_size(image["SharedSize"]),
                            human_size(image["Size"] - image["SharedSize"]), str(image["Containers"])])
     containers = [[c["Id"][:12], c["Image"], json.dumps(_truncate(c["Command"]), ensure_ascii=False),
@@ -99,6 +101,7 @@ def _df_verbose(usage):
 
 
 def _iso(seconds):
+    """Unix seconds as an ISO 8601 time in UTC (what created_since reads)."""
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
 
 
@@ -115,7 +118,7 @@ def system_df(obj, verbose, fmt):
     with client(obj) as api:
         usage = api.df()
     if fmt:
-        click.echo(render("{{json .}}" if fmt == "json" else fmt, df_rows(usage)))
+        click.echo(_formatted(fmt, df_rows(usage)))
     elif verbose:
         click.echo(_df_verbose(usage))
     else:
@@ -136,14 +139,6 @@ def _prune_warning(all_images, volumes):
     else:
         lines += ["  - all dangling images", "  - unused build cache"]
     return "\n".join(lines) + "\n"
-
-
-def _section(title, names):
-    if names:
-        click.echo(title)
-        for name in names:
-            click.echo(name)
-        click.echo("")
 
 
 @click.command("prune")
@@ -179,10 +174,10 @@ def system_prune(obj, all_images, volumes, force, filters):
                            ("image", image_bytes)):
             recorded.record(api.engine.state, kind, "prune", "", {"reclaimed": size})
         reclaimed += volume_bytes + image_bytes
-    _section("Deleted Containers:", result["ContainersDeleted"])
-    _section("Deleted Networks:", networks)
-    _section("Deleted Volumes:", deleted_volumes)
-    _section("Deleted Images:", [f"{kind.lower()}: {what}" for kind, what in image_events])
+    print_section("Deleted Containers:", result["ContainersDeleted"])
+    print_section("Deleted Networks:", networks)
+    print_section("Deleted Volumes:", deleted_volumes)
+    print_section("Deleted Images:", [f"{kind.lower()}: {what}" for kind, what in image_events])
     click.echo(f"Total reclaimed space: {human_size(reclaimed)}")
 
 
@@ -222,7 +217,7 @@ def info(obj, fmt):
     """Display system-wide information."""
     with client(obj) as api:
         document = dict(api.info(), ClientInfo=_client_info())
-    click.echo(render("{{json .}}" if fmt == "json" else fmt, [document]) if fmt else _info_text(document))
+    click.echo(_formatted(fmt, [document]) if fmt else _info_text(document))
 
 
 def _version_text(document):
@@ -251,7 +246,7 @@ def version(fmt):
     own = {key: server[key] for key in ("Version", "ApiVersion", "GitCommit", "GoVersion", "Os", "Arch", "BuildTime")}
     document = {"Client": dict(own, DefaultAPIVersion=server["ApiVersion"], Context="default"),
                 "Server": server}
-    click.echo(render("{{json .}}" if fmt == "json" else fmt, [document]) if fmt else _version_text(document))
+    click.echo(_formatted(fmt, [document]) if fmt else _version_text(document))
 
 
 @click.group("system")

@@ -4,8 +4,7 @@ import json
 
 import click
 
-from vessel.cli.common import client as _client, for_each, print_documents, print_pruned
-from vessel.cli.networks import _pairs
+from vessel.cli.common import client, for_each, key_value_pairs, print_documents, print_pruned
 from vessel.cli.images import human_size, render, table
 from vessel.errors import InvalidArgument, NotFound
 
@@ -14,6 +13,7 @@ HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Scope": "SCOPE", "Mountpo
 
 
 def _filters(items, keys):
+    """The --filter values as {key: [values]}, keys outside `keys` refused (the engine's parser, loaded late)."""
     from vessel.engine.events import parse_filters
 
     return parse_filters(items, keys)
@@ -35,20 +35,21 @@ def create(obj, name, driver, labels, options, name_argument):
     """Create a volume."""
     if name and name_argument and name != name_argument:
         raise InvalidArgument("conflicting options: either specify --name or provide positional arg, not both")
-    created = _client(obj).volumes.create(name or name_argument, driver, _pairs(options, "option"),
-                                          _pairs(labels, "label"))
+    with client(obj) as api:
+        created = api.volumes.create(name or name_argument, driver, key_value_pairs(options, "option"),
+                                     key_value_pairs(labels, "label"))
     click.echo(created.name)
 
 
-def _row(client, found, users):
+def _row(volumes, found, users):
+    """ls's fields of one volume (`volumes`: the engine's Volumes)."""
     from vessel.engine.volumes import tree_size
 
     record = found.record
-    return {"Driver": record.driver, "Name": record.name, "Scope": "local",
-            "Mountpoint": client.engine.volumes.data_path(record.name),
+    path = volumes.data_path(record.name)
+    return {"Driver": record.driver, "Name": record.name, "Scope": "local", "Mountpoint": path,
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(record.labels.items())),
-            "Links": str(len(users.get(record.name, []))),
-            "Size": human_size(tree_size(client.engine.volumes.data_path(record.name)))}
+            "Links": str(len(users.get(record.name, []))), "Size": human_size(tree_size(path))}
 
 
 @volume.command("ls")
@@ -58,14 +59,15 @@ def _row(client, found, users):
 @click.pass_obj
 def ls(obj, quiet, filters, fmt):
     """List volumes."""
-    client = _client(obj)
-    found = client.volumes.list(filters=_filters(filters, ("dangling", "driver", "label", "label!", "name")))
-    if quiet:
-        for item in found:
-            click.echo(item.name)
-        return
-    users = client.engine.volumes.users()
-    rows = [_row(client, item, users) for item in found]
+    with client(obj) as api:
+        found = api.volumes.list(filters=_filters(filters, ("dangling", "driver", "label", "label!", "name")))
+        if quiet:
+            for item in found:
+                click.echo(item.name)
+            return
+        volumes = api.engine.volumes
+        users = volumes.users()
+        rows = [_row(volumes, item, users) for item in found]
     if fmt == "json":
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
@@ -83,14 +85,14 @@ def ls(obj, quiet, filters, fmt):
 @click.pass_obj
 def inspect(obj, fmt, names):
     """Display detailed information on one or more volumes."""
-    client = _client(obj)
     documents, failed = [], False
-    for name in names:
-        try:
-            documents.append(client.volumes.get(name).attrs)
-        except NotFound as exc:
-            click.echo(f"Error: {exc}", err=True)
-            failed = True
+    with client(obj) as api:
+        for name in names:
+            try:
+                documents.append(api.volumes.get(name).attrs)
+            except NotFound as exc:
+                click.echo(f"Error: {exc}", err=True)
+                failed = True
     print_documents(documents, fmt, failed)
 
 
@@ -100,13 +102,12 @@ def inspect(obj, fmt, names):
 @click.pass_obj
 def rm(obj, force, names):
     """Remove one or more volumes. You cannot remove a volume that is in use by a container."""
-    client = _client(obj)
+    with client(obj) as api:
+        def one(name):
+            api.engine.volumes.remove(name, force=force)
+            click.echo(name)
 
-    def one(name):
-        client.engine.volumes.remove(name, force=force)
-        click.echo(name)
-
-    for_each(names, one)
+        for_each(names, one)
 
 
 @volume.command("prune")
@@ -123,7 +124,8 @@ def prune(obj, prune_all, force, filters):
         return
     if prune_all:
         parsed["all"] = ["true"]
-    result = _client(obj).volumes.prune(filters=parsed)
+    with client(obj) as api:
+        result = api.volumes.prune(filters=parsed)
     print_pruned("Deleted Volumes:", result["VolumesDeleted"], result["SpaceReclaimed"])
 
 
