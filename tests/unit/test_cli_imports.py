@@ -49,6 +49,7 @@ def test_run_path_is_lean(tmp_path):
     assert "vessel.cli.runner" in modules and "vessel.image.store" in modules
     assert slow_ones(modules) == []
     assert "click" not in modules  # a plain `run` is parsed by vessel.cli.runflags
+    assert {"dataclasses", "inspect", "typing"}.isdisjoint(modules)  # records are vessel.records ones
 
 
 def test_run_help_and_errors_still_go_through_click(tmp_path):

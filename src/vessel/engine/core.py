@@ -747,9 +747,8 @@ class Engine:
         A running container is paused meanwhile (`pause`); the image config is
         the container's (command, env, labels, ...) with `changes` applied.
         """
-        import dataclasses
-
         from vessel.image import archive, commit as commits, reference
+        from vessel.records import replace
 
         record = self.get(name_or_id)
         ref = reference.parse(repository) if repository else None
@@ -757,7 +756,7 @@ class Engine:
             raise InvalidArgument(f"refusing to create a tag with a digest reference: {repository}")
         parent = self.images.get(record.image_id)
         image_config = parent.config.config
-        config = archive.apply_changes(dataclasses.replace(
+        config = archive.apply_changes(replace(
             image_config, cmd=list(record.config.cmd) or None, entrypoint=list(record.config.entrypoint) or None,
             env=list(record.config.env), working_dir=record.config.working_dir, user=record.config.user,
             labels=dict(record.config.labels),

@@ -10,9 +10,9 @@ through `monitor.spawn_exec` and never block the monitor's loop.
 
 import re
 import time
-from dataclasses import dataclass, field
 
 from vessel.errors import InvalidArgument
+from vessel.records import field, record
 
 __all__ = ["Healthcheck", "HealthState", "ProbeResult", "parse_duration", "from_flags", "merge", "watch",
            "unwatch", "STARTING", "HEALTHY", "UNHEALTHY", "NONE"]
@@ -73,7 +73,7 @@ def _seconds(nanoseconds):
     return f"{nanoseconds / 1_000_000_000:g}s"
 
 
-@dataclass
+@record
 class Healthcheck:
     """Docker's HealthConfig: Test is [] (inherit), ["NONE"], ["CMD", args...] or ["CMD-SHELL", command]."""
 
@@ -203,7 +203,7 @@ def merge(user, image):
 
 # -- the state shown by inspect --------------------------------------------------------
 
-@dataclass
+@record
 class ProbeResult:
     start: float
     end: float
@@ -211,7 +211,7 @@ class ProbeResult:
     output: str
 
 
-@dataclass
+@record
 class HealthState:
     status: str = STARTING
     failing_streak: int = 0

@@ -6,14 +6,13 @@ with `ContainerConfig.from_json`, so nothing downstream digs in dicts.
 """
 
 import csv
-import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
 
 from vessel.engine.health import Healthcheck
 from vessel.engine.restart import RestartPolicy
 from vessel.errors import InvalidArgument, Unsupported
+from vessel.records import asdict, field, fields, record
 
 __all__ = ["Mount", "ContainerConfig", "NetworkAttachment", "PortBinding", "Ulimit", "parse_bytes", "parse_cpus", "parse_env_file",
            "parse_expose", "parse_publish", "parse_mount", "parse_restart", "parse_volume", "validate_name", "validate_volume_name"]
@@ -111,7 +110,7 @@ def validate_volume_name(name):
     return name
 
 
-@dataclass
+@record
 class Mount:
     """One mount of a container: a host path (bind), a volume (named, or anonymous until created) or a tmpfs.
 
@@ -286,7 +285,7 @@ def parse_mount(text):
     return mount
 
 
-@dataclass
+@record
 class Ulimit:
     name: str
     soft: int
@@ -304,7 +303,7 @@ class Ulimit:
         return cls(name, int(soft), int(hard))
 
 
-@dataclass
+@record
 class NetworkAttachment:
     """One network a container is on (--network NAME, network connect) and how."""
 
@@ -317,7 +316,7 @@ class NetworkAttachment:
     last_ipv6: str = ""
 
 
-@dataclass
+@record
 class PortBinding:
     """One published port (-p, -P): host_port 0 is any free port, last_host_port the one it got."""
 
@@ -381,7 +380,7 @@ def parse_expose(spec):
     return [f"{n}/{proto}" for n in _port_numbers(port, "containerPort", spec)]
 
 
-@dataclass
+@record
 class ContainerConfig:
     """Everything a container was created with (image defaults already merged in)."""
 
@@ -446,7 +445,7 @@ class ContainerConfig:
     healthcheck: Healthcheck = None                   # the image's HEALTHCHECK merged with --health-*
 
     def to_json(self):
-        return dataclasses.asdict(self)
+        return asdict(self)
 
     @classmethod
     def from_json(cls, raw):
@@ -458,7 +457,7 @@ class ContainerConfig:
         raw["ports"] = [PortBinding(**p) for p in raw.get("ports", [])]
         raw["restart_policy"] = RestartPolicy.from_json(raw.get("restart_policy"))
         raw["healthcheck"] = Healthcheck.from_json(raw.get("healthcheck"))
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = set(fields(cls))
         return cls(**{k: v for k, v in raw.items() if k in known})
 
     @property
@@ -495,7 +494,7 @@ _NAMESPACED_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kerne
                        "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 
 
-@dataclass
+@record
 class Device:
     """--device host[:container][:permissions] (permissions: some of r, w, m)."""
 

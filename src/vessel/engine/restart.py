@@ -15,9 +15,9 @@ comes up.
 """
 
 import time
-from dataclasses import dataclass
 
 from vessel.errors import InvalidArgument
+from vessel.records import record
 
 __all__ = ["RestartPolicy", "POLICIES", "after_exit", "decide", "next_delay", "mark_stopped", "resume",
            "due_after_boot", "being_started", "settle", "start_each"]
@@ -28,7 +28,7 @@ MAX_DELAY = 60.0            # Docker's maxRestartTimeout
 RESET_AFTER = 10.0          # a container that ran this long restarts after FIRST_DELAY again
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RestartPolicy:
     """Docker's HostConfig.RestartPolicy."""
 

@@ -12,18 +12,17 @@ ever read.
 """
 
 import contextlib
-import dataclasses
 import errno
 import json
 import os
 import shutil
 import stat
 import time
-from dataclasses import dataclass, field
 
 from vessel.engine import events
 from vessel.engine.model import Mount, label_matches, validate_volume_name
 from vessel.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from vessel.records import field, record, replace
 from vessel.runtime import linux, paths
 
 __all__ = ["Volume", "Volumes", "plan_mounts", "copy_up", "tree_size", "unmount_all"]
@@ -34,7 +33,7 @@ _REQUIRED_WITH = {"device": "type", "type": "device", "o": "device"}
 _ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 
 
-@dataclass
+@record
 class Volume:
     """One row of the volumes table."""
 
@@ -298,7 +297,7 @@ def plan_mounts(config, find_container):
         for mount in source.config.mounts:
             if mount.type == "tmpfs" or mount.target in taken:
                 continue
-            copied = dataclasses.replace(mount, flag="volumes-from")
+            copied = replace(mount, flag="volumes-from")
             if mode:
                 copied.readonly = mode == "ro"
             result.append(copied)

@@ -10,7 +10,6 @@ validated before any path is built from them.
 """
 
 import fcntl
-import hashlib
 import os
 import shutil
 import time
@@ -79,6 +78,8 @@ class ContentStore:
 
     def put(self, data, expected_digest=None):
         """Store bytes; returns their digest."""
+        import hashlib  # only writers hash: reading the store (an image lookup) does not load OpenSSL
+
         algorithm = validate_digest(expected_digest).partition(":")[0] if expected_digest else "sha256"
         digest = f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
         if expected_digest is not None and digest != expected_digest:
@@ -161,6 +162,8 @@ class Writer:
     """An exclusive, resumable ingest: write(), then commit() or abort()."""
 
     def __init__(self, store, key, expected_digest, expected_size, wait):
+        import hashlib
+
         self.store = store
         self.key = key
         self.expected_digest = expected_digest
@@ -212,6 +215,8 @@ class Writer:
 
     def restart(self):
         """Throw away resumed bytes and start from offset 0."""
+        import hashlib
+
         os.ftruncate(self._fd, 0)
         os.lseek(self._fd, 0, os.SEEK_SET)
         self._hash = hashlib.new(self._hash.name)

@@ -7,10 +7,10 @@ document that could be read as both an index and a manifest, or whose
 """
 
 import json
-from dataclasses import dataclass, field
 
 from vessel.errors import InvalidArgument, NotFound, Unsupported
 from vessel.image.reference import validate_digest
+from vessel.records import field, record
 
 __all__ = [
     "ContainerConfig", "Descriptor", "History", "ImageConfig", "Index", "Manifest", "Platform",
@@ -83,7 +83,7 @@ def _string_map(value, what):
     return value
 
 
-@dataclass
+@record
 class Platform:
     os: str
     architecture: str
@@ -131,7 +131,7 @@ def parse_platform(text):
     return Platform(os=parts[0], architecture=arch, variant=variant)
 
 
-@dataclass
+@record
 class Descriptor:
     media_type: str
     digest: str
@@ -172,7 +172,7 @@ class Descriptor:
         return out
 
 
-@dataclass
+@record
 class Manifest:
     media_type: str
     config: Descriptor
@@ -193,7 +193,7 @@ class Manifest:
         return json.dumps(self.to_json(), separators=(",", ":")).encode()
 
 
-@dataclass
+@record
 class Index:
     media_type: str
     manifests: list
@@ -286,7 +286,7 @@ def select_platform(index, platform="linux/amd64"):
     return best
 
 
-@dataclass
+@record
 class ContainerConfig:
     """The runtime defaults an image carries (its config's `config` object)."""
 
@@ -342,7 +342,7 @@ class ContainerConfig:
         return out
 
 
-@dataclass
+@record
 class History:
     created: str = ""
     created_by: str = ""
@@ -367,7 +367,7 @@ class History:
         return out
 
 
-@dataclass
+@record
 class ImageConfig:
     """An image config blob: platform, runtime defaults, history and layer diff ids."""
 

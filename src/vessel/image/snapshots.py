@@ -14,7 +14,6 @@ with deleting whiteouts) and prepare() copies it into a bind-mounted dir.
 """
 
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -38,6 +37,8 @@ _MOUNT_DATA_MAX = 4000  # the kernel copies at most one page of mount options
 
 def chain_ids(diff_ids):
     """OCI chain ids: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    import hashlib  # here only: an image lookup reads the chain ids the store recorded
+
     chains = []
     for diff_id in diff_ids:
         if chains:
