@@ -10,6 +10,7 @@
 The `vessel` command is built on these calls.
 """
 
+import datetime
 import json
 import os
 import shlex
@@ -62,8 +63,6 @@ def from_env():
 def rfc3339(seconds):
     if not seconds:
         return _ZERO_TIME
-    import datetime  # not on `run`'s path
-
     stamp = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
@@ -102,8 +101,6 @@ class Client:
         `since`/`until` are datetimes, unix seconds or Docker's strings (RFC3339, durations like
         "10m"); without `until` it follows new events until the caller stops iterating.
         """
-        import datetime
-
         from vessel.engine import events
 
         def stamp(value):
@@ -1109,8 +1106,6 @@ def mount_text(document):
 
 def volume_document(engine, volume):
     """Docker's `volume inspect` object."""
-    import datetime
-
     created = datetime.datetime.fromtimestamp(volume.created, datetime.timezone.utc)
     return {"CreatedAt": created.strftime("%Y-%m-%dT%H:%M:%SZ"), "Driver": volume.driver,
             "Labels": volume.labels or None, "Mountpoint": engine.volumes.data_path(volume.name),

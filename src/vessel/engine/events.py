@@ -7,6 +7,7 @@ The newest RETAINED rows are kept. Readers select by sequence number, so a
 follower polls for rows after the last it saw.
 """
 
+import datetime
 import json
 import re
 import time
@@ -46,8 +47,6 @@ class Event:
 
     def line(self):
         """`docker events`' default line: time type action id (k=v, ...)."""
-        import datetime  # readers only: recording an event does not need it
-
         stamp = datetime.datetime.fromtimestamp(self.time_nano // 1_000_000_000, datetime.timezone.utc)
         text = f"{stamp:%Y-%m-%dT%H:%M:%S}.{self.time_nano % 1_000_000_000:09d}Z {self.type} {self.action} " \
                f"{self.actor_id}"
@@ -120,8 +119,6 @@ def follow(state, since=None, until=None, filters=None, interval=0.2):
 
 def parse_time(text, now=None):
     """Docker's --since/--until: unix seconds (with fraction), RFC3339 / date-time, or a duration ago."""
-    import datetime
-
     if text is None or text == "":
         return None
     now = time.time_ns() if now is None else now
