@@ -48,17 +48,43 @@ CTR_IMAGE = "docker.io/library/busybox:latest"
 CTR_NAMESPACE = "vessel-bench"
 
 
+def arguments(description, runs, warmup):
+    """An argument parser with what every engine benchmark takes: --runs, --warmup, --podman-runtime, --json."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", type=int, default=runs, help=f"samples per contender (default {runs})")
+    parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed rounds first (default {warmup})")
+    parser.add_argument("--podman-runtime", default="runc",
+                        help="podman's --runtime (default runc: Debian's crun refuses this machine's hybrid cgroups)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    return parser
+
+
+def run_benchmark(name, args, measure):
+    """`measure(bench, args, report, output)` on a new Bench, which is removed afterwards (also on Ctrl-C or
+    SIGTERM); then the report is printed (and written to --json). Returns the exit status."""
+    harness.terminate_as_interrupt()
+    harness.clear_python_environment()
+    report, output = {"benchmark": name, "runs": args.runs, "warmup": args.warmup}, []
+    bench = None
+    try:
+        bench = Bench()
+        measure(bench, args, report, output)
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        if bench is not None:
+            bench.close()
+    harness.print_report(report, output, args.json)
+    return 0
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="samples per contender (default 20)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
+    parser = arguments(__doc__.splitlines()[0], runs=20, warmup=2)
     parser.add_argument("--sleepers", type=int, default=20, help="running containers per engine for memory")
     parser.add_argument("--containers", type=int, default=500, help="created containers for scale")
     parser.add_argument("--concurrent", type=int, default=50, help="simultaneous runs for concurrency")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts ({', '.join(PARTS)})")
-    parser.add_argument("--podman-runtime", default="runc",
-                        help="podman's --runtime (default runc: Debian's crun refuses this machine's hybrid cgroups)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
     args.only = [p for p in args.only.split(",") if p]
     if args.runs < 1 or args.warmup < 0 or set(args.only) - set(PARTS):
@@ -464,40 +490,30 @@ def part_concurrency(bench, args):
             "failures": failures}, text
 
 
+def measure(bench, args, report, output):
+    """The parts of --only, on one Bench."""
+    if "run" in args.only or "memory" in args.only:
+        engines = start_engines(bench, args)
+        if "run" in args.only:
+            report["run"], text = part_run(engines, args)
+            output += text
+        if "memory" in args.only:
+            report["memory"], text = part_memory(engines, args)
+            output += [""] + text
+    if "scale" in args.only:
+        report["scale"], text = part_scale(bench, args)
+        output += [""] + text
+    if "concurrency" in args.only:
+        report["concurrency"], text = part_concurrency(bench, args)
+        output += [""] + text
+    report["machine"] = harness.machine_info({
+        "vessel": bench.engines[0].version() if bench.engines else "",
+        "podman": harness.program_version(["podman", "--version"]),
+        "ctr": harness.program_version(["ctr", "--version"])})
+
+
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    harness.terminate_as_interrupt()
-    harness.clear_python_environment()
-    report, output = {"benchmark": "engine", "runs": args.runs, "warmup": args.warmup}, []
-    bench = None
-    try:
-        bench = Bench()
-        versions = {"vessel": "", "podman": harness.program_version(["podman", "--version"]),
-                    "ctr": harness.program_version(["ctr", "--version"])}
-        if "run" in args.only or "memory" in args.only:
-            engines = start_engines(bench, args)
-            if "run" in args.only:
-                report["run"], text = part_run(engines, args)
-                output += text
-            if "memory" in args.only:
-                report["memory"], text = part_memory(engines, args)
-                output += [""] + text
-        if "scale" in args.only:
-            report["scale"], text = part_scale(bench, args)
-            output += [""] + text
-        if "concurrency" in args.only:
-            report["concurrency"], text = part_concurrency(bench, args)
-            output += [""] + text
-        versions["vessel"] = bench.engines[0].version() if bench.engines else ""
-        report["machine"] = harness.machine_info(versions)
-    except KeyboardInterrupt:
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        if bench is not None:
-            bench.close()
-    harness.print_report(report, output, args.json)
-    return 0
+    return run_benchmark("engine", parse_args(sys.argv[1:] if argv is None else argv), measure)
 
 
 if __name__ == "__main__":

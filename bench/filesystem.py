@@ -15,7 +15,6 @@ images, podman's storage, mounts below the temp dir, cgroups.
     /opt/vessel/venv/bin/python bench/filesystem.py [--runs 10] [--files 2000] [--json F]
 """
 
-import argparse
 import os
 import sys
 
@@ -24,13 +23,9 @@ import harness
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10, help="samples per contender (default 10)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    parser = engines.arguments(__doc__.splitlines()[0], runs=10, warmup=1)
     parser.add_argument("--files", type=int, default=2000, help="files in the copied tree (default 2000)")
     parser.add_argument("--file-kb", type=int, default=16, help="largest file size in KiB (default 16)")
-    parser.add_argument("--podman-runtime", default="runc", help="podman's --runtime (default runc)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.warmup < 0 or args.files < 1 or args.file_kb < 0:
         parser.error("--runs and --files must be >= 1, --warmup and --file-kb >= 0")
@@ -69,41 +64,33 @@ def contenders(vessel, podman, tree, out):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    harness.terminate_as_interrupt()
-    harness.clear_python_environment()
-    report, output = {"benchmark": "filesystem", "runs": args.runs, "warmup": args.warmup}, []
-    bench = None
-    try:
-        bench = engines.Bench()
-        vessel = bench.vessel("vessel")
-        vessel.load_image(bench.rootfs_tar)
-        podman = bench.podman(args.podman_runtime)
-        tree = os.path.join(bench.dir, "tree")
-        size = make_tree(tree, args.files, args.file_kb)
-        out = os.path.join(bench.dir, "out")
-        for engine in filter(None, (vessel, podman)):
-            os.makedirs(os.path.join(out, engine.name))
-            for name in ("box", "snap"):
-                engine.sh("create", "--name", name, "--network", "none", engine.image, "true")
-                engine.sh("cp", tree, f"{name}:/in0")
-        output.append(f"a tree of {args.files} files, {size / 1e6:.1f} MB, into and out of a created container; "
-                      f"{args.runs} samples each after {args.warmup} warm-up rounds, interleaved")
-        report["tree"] = {"files": args.files, "bytes": size}
-        for title, group in contenders(vessel, podman, tree, out):
-            rows = harness.run_interleaved(group, args.runs, args.warmup, timeout=300)
-            harness.add_ratios(rows, "podman" if podman is not None else "vessel")
-            report[title] = {"rows": rows}
-            output += ["", f"`{title}`", harness.format_table(rows, "podman" if podman is not None else "vessel")]
-        versions = {"vessel": vessel.version(), "podman": harness.program_version(["podman", "--version"])}
-        report["machine"] = harness.machine_info(versions)
-    except KeyboardInterrupt:
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        if bench is not None:
-            bench.close()
-    harness.print_report(report, output, args.json)
-    return 0
+    return engines.run_benchmark("filesystem", args, measure)
+
+
+def measure(bench, args, report, output):
+    """Both engines with `box` and `snap` made, then the three parts, interleaved."""
+    vessel = bench.vessel("vessel")
+    vessel.load_image(bench.rootfs_tar)
+    podman = bench.podman(args.podman_runtime)
+    tree = os.path.join(bench.dir, "tree")
+    size = make_tree(tree, args.files, args.file_kb)
+    out = os.path.join(bench.dir, "out")
+    for engine in filter(None, (vessel, podman)):
+        os.makedirs(os.path.join(out, engine.name))
+        for name in ("box", "snap"):
+            engine.sh("create", "--name", name, "--network", "none", engine.image, "true")
+            engine.sh("cp", tree, f"{name}:/in0")
+    output.append(f"a tree of {args.files} files, {size / 1e6:.1f} MB, into and out of a created container; "
+                  f"{args.runs} samples each after {args.warmup} warm-up rounds, interleaved")
+    report["tree"] = {"files": args.files, "bytes": size}
+    baseline = "podman" if podman is not None else "vessel"
+    for title, group in contenders(vessel, podman, tree, out):
+        rows = harness.run_interleaved(group, args.runs, args.warmup, timeout=300)
+        harness.add_ratios(rows, baseline)
+        report[title] = {"rows": rows}
+        output += ["", f"`{title}`", harness.format_table(rows, baseline)]
+    versions = {"vessel": vessel.version(), "podman": harness.program_version(["podman", "--version"])}
+    report["machine"] = harness.machine_info(versions)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ subnet), so the benchmark meets no other bridge on the machine; both are removed
     /opt/vessel/venv/bin/python bench/network.py [--runs 20] [--only run,throughput] [--json F]
 """
 
-import argparse
 import json
 import os
 import re
@@ -36,15 +35,10 @@ PODMAN_NETWORK = "vessel-bench"
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="samples per contender (default 20)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
+    parser = engines.arguments(__doc__.splitlines()[0], runs=20, warmup=2)
     parser.add_argument("--transfers", type=int, default=5, help="downloads per engine for throughput (default 5)")
     parser.add_argument("--megabytes", type=int, default=512, help="size of one download (default 512)")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts ({', '.join(PARTS)})")
-    parser.add_argument("--podman-runtime", default="runc",
-                        help="podman's --runtime (default runc: Debian's crun refuses this machine's hybrid cgroups)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
     args.only = [p for p in args.only.split(",") if p]
     if args.runs < 1 or args.warmup < 0 or args.transfers < 1 or set(args.only) - set(PARTS):
@@ -158,13 +152,14 @@ def server_address(engine):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    harness.terminate_as_interrupt()
-    harness.clear_python_environment()
     os.environ.update(helpers.default_bridge_env())  # vessel's default bridge: one of the benchmark's own
-    report, output = {"benchmark": "network", "runs": args.runs, "warmup": args.warmup}, []
-    bench = network = None
+    return engines.run_benchmark("network", args, measure)
+
+
+def measure(bench, args, report, output):
+    """vessel and podman (on a network of the benchmark's own), then the parts; the containers removed after."""
+    network = None
     try:
-        bench = engines.Bench()
         vessel = bench.vessel("vessel")
         vessel.load_image(bench.rootfs_tar)
         podman = bench.podman(args.podman_runtime)
@@ -182,18 +177,11 @@ def main(argv=None):
             output += [""] + text
         report["machine"] = harness.machine_info({
             "vessel": vessel.version(), "podman": harness.program_version(["podman", "--version"])})
-    except KeyboardInterrupt:
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        if bench is not None:
-            for engine in bench.engines:
-                engine.remove_containers()
-            if network is not None:
-                network.remove()
-            bench.close()
-    harness.print_report(report, output, args.json)
-    return 0
+    finally:  # the containers first: the podman network goes only when none is on it
+        for engine in bench.engines:
+            engine.remove_containers()
+        if network is not None:
+            network.remove()
 
 
 if __name__ == "__main__":
