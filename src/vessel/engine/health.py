@@ -61,7 +61,7 @@ def parse_duration(text, flag):
     return sign * int(round(total))
 
 
-def _seconds(nanoseconds):
+def _go_duration(nanoseconds):
     """Go's Duration.String() for the durations a healthcheck uses (30s, 200ms, 1m30s)."""
     if nanoseconds % 1_000_000_000 == 0:
         seconds = nanoseconds // 1_000_000_000
@@ -336,7 +336,7 @@ class _Watcher:
         output = output or b""
         if exit_code is None:       # killed after the timeout
             text = truncate_output(output)
-            message = f"Health check exceeded timeout ({_seconds(int(timeout * 1e9))})"
+            message = f"Health check exceeded timeout ({_go_duration(int(timeout * 1e9))})"
             result = ProbeResult(started, time.time(), -1, f"{message}: {text}" if text else message)
         else:
             result = ProbeResult(started, time.time(), exit_code, truncate_output(output))
