@@ -32,6 +32,8 @@ __all__ = ["attach", "connect", "disconnect", "host_address", "is_bridge_mode", 
 DEFAULT_NETWORK = "bridge"
 DEFAULT_ALIAS = "default"   # Docker's other name of the default network
 _keep_default = False       # whether this process leaves an idle default bridge up (see keep_default_bridge)
+_defer = None               # call_later(delay, callback) of the monitor, which detaches default endpoints late
+_pending = {}               # container id -> ids of its default-bridge endpoints still to detach
 
 
 def is_bridge_mode(mode):
@@ -50,15 +52,19 @@ def _networks(engine):
     return Networks(engine.root, keep_default=_keep_default)
 
 
-def keep_default_bridge():
+def keep_default_bridge(defer):
     """From now on, this process's detaches leave an idle default bridge (and its rules) up.
 
     For the monitor: Docker keeps docker0 up, and making and removing the
     bridge costs every solo run; the monitor removes it with
-    `remove_idle_default_bridge` when it leaves.
+    `remove_idle_default_bridge` when it leaves.  `defer(0, callback)` runs
+    `callback` from the monitor's loop once the exit is handled: teardown
+    leaves a default-bridge endpoint without published ports to it (deleting
+    a veth waits for the kernel, ~30 ms, which `run --rm` need not wait for).
+    Its address stays taken until its veth is gone.
     """
-    global _keep_default
-    _keep_default = True
+    global _keep_default, _defer
+    _keep_default, _defer = True, defer
 
 
 def remove_idle_default_bridge(root):
@@ -189,6 +195,7 @@ def attach(engine, record):
     if not is_bridge_mode(config.network_mode):
         return
     path = netns_path(engine, record.id)
+    _detach_pending(engine, record.id)  # a restart gets its last address back
     try:
         endpoints = []
         with _networks(engine) as nets:
@@ -212,10 +219,34 @@ def teardown(engine, record):
         with _store(engine) as store:
             if not store.endpoints(container_id=record.id):
                 return
+    later = set()
     with _networks(engine) as nets:
         for endpoint in nets.endpoints(container_id=record.id):
-            nets.detach(endpoint)
+            if _defer is not None and endpoint.network == DEFAULT_NETWORK and not nets.ports(endpoint.ipv4):
+                later.add(endpoint.id)
+            else:
+                _detach(nets, endpoint.id)
     _remove_netns(path)
+    if later:
+        if record.id not in _pending:
+            _defer(0, lambda: _detach_pending(engine, record.id))
+        _pending.setdefault(record.id, set()).update(later)
+
+
+def _detach(nets, endpoint_id):
+    try:
+        nets.detach(endpoint_id)
+    except NotFound:
+        pass  # detached meanwhile by another process
+
+
+def _detach_pending(engine, container_id):
+    """Detach the endpoints teardown left to the monitor's loop."""
+    endpoint_ids = _pending.pop(container_id, ())
+    if endpoint_ids:
+        with _networks(engine) as nets:
+            for endpoint_id in endpoint_ids:
+                _detach(nets, endpoint_id)
 
 
 def _make_netns(path):
