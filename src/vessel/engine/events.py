@@ -1,8 +1,9 @@
 """Docker-style events, kept in the engine's database (the `events` table of engine.db).
 
-Whoever changes a container or an image records one row: type (container,
-image), action (create, start, die, tag, ...), the actor's id and its
-attributes (for containers: image, name, the labels, and e.g. exitCode).
+Whoever changes a container, an image, a volume or a network records one row:
+type (container, image, volume, network), action (create, start, die, tag,
+...), the actor's id and its attributes (for containers: image, name, the
+labels, and e.g. exitCode).
 The newest RETAINED rows are kept. Readers select by sequence number, so a
 follower polls for rows after the last it saw.
 """
