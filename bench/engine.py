@@ -25,6 +25,8 @@ images, podman's storage, the containerd daemon and its shims (by pid), mounts
 below the temp dir, cgroups.
 
     /opt/vessel/venv/bin/python bench/engine.py [--runs 20] [--only run,memory,scale,concurrency] [--json F]
+
+bench/network.py and bench/filesystem.py use its Bench and engines, `arguments` and `run_benchmark`.
 """
 
 import argparse
