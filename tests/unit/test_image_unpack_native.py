@@ -26,6 +26,7 @@ def path(request, monkeypatch):
     if request.param == "python":
         monkeypatch.setattr(unpack, "_write_files", None)
         monkeypatch.setattr(unpack, "_scan_headers", None)
+        monkeypatch.setattr(unpack, "_take_files", None)
     return request.param
 
 
@@ -110,6 +111,7 @@ def test_same_tree_as_python(tmp_path, monkeypatch):
         if name == "python":
             monkeypatch.setattr(unpack, "_write_files", None)
             monkeypatch.setattr(unpack, "_scan_headers", None)
+        monkeypatch.setattr(unpack, "_take_files", None)
         root = tmp_path / name
         root.mkdir()
         result = apply(gzipped(tar), root)

@@ -53,9 +53,10 @@ from vessel.runtime import linux
 __all__ = ["LayerResult", "apply_layer", "decompressed", "detect_compression"]
 
 try:
-    from vessel.image._filewriter import scan_headers as _scan_headers, write_files as _write_files
+    from vessel.image._filewriter import (scan_headers as _scan_headers, take_files as _take_files,
+                                          write_files as _write_files)
 except ImportError:  # not built (no compiler at install time): all of it is done in Python
-    _scan_headers = _write_files = None
+    _scan_headers = _take_files = _write_files = None
 
 _CHUNK = 1 << 20
 _READ_AHEAD = 4  # chunks the reader thread may be ahead
@@ -396,8 +397,12 @@ def _parse_pax(data):
     return records
 
 
-def _read_entries(buf):
-    """Yield Entry objects; the caller consumes regular-file data with buf.pieces(size)."""
+def _read_entries(buf, take_files=None):
+    """Yield Entry objects; the caller consumes regular-file data with buf.pieces(size).
+
+    `take_files(data, pos)`, if given, consumes the plain entries it handles itself from
+    `pos` in buffer `data` on and returns where it stopped; only the next one is parsed here.
+    """
     global_pax = {}
     pax = {}
     long_name = long_link = None
@@ -406,7 +411,11 @@ def _read_entries(buf):
     scan = _scan_headers
     while True:
         if scan is not None and not (global_pax or pax) and long_name is None and long_link is None:
-            scanned = scan(buf._buf, buf._pos, Entry)  # the plain headers in the buffer, natively
+            if take_files is not None:
+                buf._pos = take_files(buf._buf, buf._pos)
+                scanned = scan(buf._buf, buf._pos, Entry, 1)  # one entry the long way, then take again
+            else:
+                scanned = scan(buf._buf, buf._pos, Entry)  # the plain headers in the buffer, natively
             for entry, start, end in scanned:
                 buf._pos = start
                 yield entry  # its data is in the buffer: taking it does not refill
@@ -573,6 +582,19 @@ class _FileWriter:
         if len(self._ops) >= _WRITER_BATCH:
             self.flush()
 
+    def take_files(self, data, pos, applier):
+        """Queue the common-case files from `pos` on natively (_filewriter.take_files);
+        returns where it stopped and the files and bytes it took."""
+        files = size = 0
+        while True:
+            pos, taken, taken_size = _take_files(data, pos, applier, self._ops, self._names,
+                                                 _WRITER_BATCH, _CHUNK)
+            files += taken
+            size += taken_size
+            if len(self._ops) < _WRITER_BATCH:
+                return pos, files, size
+            self.flush()
+
     def close_later(self, fds):
         self._closing.extend(fds)
 
@@ -683,6 +705,7 @@ class _Applier:
         self.setgid_dirs = set()  # cached dirs whose new files would inherit the group
         self.retired = []
         self.created = set()
+        self.taken = self.taken_size = 0  # files (and their bytes) queued by take_files
         self.dir_times = []
         self.euid, self.egid = os.geteuid(), os.getegid()
         self.same_owner = self.euid == 0
@@ -733,6 +756,14 @@ class _Applier:
             if target and target.rpartition(b"/")[0] in self.real and target not in self.pending:
                 return
         self.sync()
+
+    def take_files(self, data, pos):
+        """The regular files _hand_over would queue, from `pos` in buffer `data` on, queued
+        without an Entry each (the native helper makes the same checks); where it stopped."""
+        pos, files, size = self.writer.take_files(data, pos, self)
+        self.taken += files
+        self.taken_size += size
+        return pos
 
     def _hand_over(self, entry, buf, parts):
         """Queue a regular file for the writer; False if it must be made here (see _FileWriter)."""
@@ -1071,7 +1102,8 @@ def apply_layer(source, target, overlay=True, lowers=(), expected_diff_id=None):
             if isinstance(reader, _InlineReader):
                 reader.update = writer.hash_later(reader.hash)
         applier = _Applier(target, overlay, lowers, writer)
-        for entry in _read_entries(buf):
+        take_files = applier.take_files if writer is not None and _take_files is not None else None
+        for entry in _read_entries(buf, take_files):
             size = entry.size if entry.type in _REGULAR else 0
             applier.apply(entry, buf)
             if applier.retired:
@@ -1080,6 +1112,8 @@ def apply_layer(source, target, overlay=True, lowers=(), expected_diff_id=None):
             count += 1
         applier.finish()
         buf.drain()
+        content += applier.taken_size
+        count += applier.taken
     except (ValueError, OverflowError) as exc:
         raise InvalidArgument(f"invalid tar archive: {exc}") from None
     except OSError as exc:
