@@ -17,8 +17,12 @@ below adler32's modulus, so the sum is exact) instead of sum() per byte.
 The native helper (_filewriter.c, built at install time; optional) parses
 runs of plain ustar headers, and, when the target starts empty, makes the
 regular files on two writer threads, a batch at a time with the GIL released,
-while this thread does everything else (every decision about paths stays
-here); the first writer also hashes an uncompressed layer.  Without the
+while this thread does everything else; the first writer also hashes an
+uncompressed layer.  The common case, a plain regular file with a clean name
+in a directory this layer made, is queued for the writers straight from its
+header (take_files: the checks of _Applier._hand_over, against the applier's
+own sets), so no Entry or Python call is made for it; every other entry, and
+every decision that is not that common case, stays here.  Without the
 helper every header is parsed and every file made here.  Tried and slower: Python writing
 files on two threads (each system call gives the GIL up and has to win it
 back), the reader thread for an uncompressed layer, and a forked second
