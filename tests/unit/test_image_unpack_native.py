@@ -21,12 +21,16 @@ from vessel.image import unpack
 from vessel.image.unpack import apply_layer
 
 
+def without_native(monkeypatch):
+    """As on an install without a compiler: the pure-Python path only."""
+    for helper in ("_write_files", "_scan_headers", "_take_files"):
+        monkeypatch.setattr(unpack, helper, None)
+
+
 @pytest.fixture(params=["native", "python"])
 def path(request, monkeypatch):
     if request.param == "python":
-        monkeypatch.setattr(unpack, "_write_files", None)
-        monkeypatch.setattr(unpack, "_scan_headers", None)
-        monkeypatch.setattr(unpack, "_take_files", None)
+        without_native(monkeypatch)
     return request.param
 
 
@@ -51,6 +55,24 @@ def tree(root):
             result[os.path.relpath(full, root)] = (info.st_mode, info.st_uid, info.st_gid, info.st_mtime_ns,
                                                    info.st_nlink, content)
     return result
+
+
+def both_ways(tmp_path, monkeypatch, tar, untimed=(), **kwargs):
+    """{"native": ..., "python": ...}: the tree, diff_id, entry count and content size of `tar`
+    applied with the native half and without it; `untimed` paths are made now (no time to compare)."""
+    results = {}
+    for name in ("native", "python"):
+        if name == "python":
+            without_native(monkeypatch)
+        root = tmp_path / name
+        root.mkdir()
+        result = apply(tar, root, **kwargs)
+        made = tree(root)
+        for untimed_path in untimed:
+            if untimed_path in made:
+                made[untimed_path] = made[untimed_path][:3] + made[untimed_path][4:]
+        results[name] = (made, result.diff_id, result.entries, result.content_size)
+    return results
 
 
 def test_native_writer_is_built():
@@ -106,19 +128,8 @@ def test_same_tree_as_python(tmp_path, monkeypatch):
         file("after/all", b"end"),
     ]
     tar = make_tar(*entries)
-    results = {}
-    for name in ("native", "python"):
-        if name == "python":
-            monkeypatch.setattr(unpack, "_write_files", None)
-            monkeypatch.setattr(unpack, "_scan_headers", None)
-        monkeypatch.setattr(unpack, "_take_files", None)
-        root = tmp_path / name
-        root.mkdir()
-        result = apply(gzipped(tar), root)
-        made = tree(root)
-        for untimed in ("after", os.path.join("x", "f5")):  # made on the way, a whiteout: times of now
-            made[untimed] = made[untimed][:3] + made[untimed][4:]
-        results[name] = (made, result.diff_id, result.entries, result.content_size)
+    # "after" is made on the way, x/f5 is a whiteout
+    results = both_ways(tmp_path, monkeypatch, gzipped(tar), untimed=("after", os.path.join("x", "f5")))
     assert results["native"][0] == results["python"][0]
     assert results["native"] == results["python"]
     native_tree = results["native"][0]
@@ -258,19 +269,7 @@ def test_take_files_leaves_the_exceptions_to_python(tmp_path, monkeypatch, compr
         return result
 
     monkeypatch.setattr(unpack, "_take_files", counting)
-    trees = {}
-    for name in ("native", "python"):
-        if name == "python":
-            monkeypatch.setattr(unpack, "_write_files", None)
-            monkeypatch.setattr(unpack, "_scan_headers", None)
-            monkeypatch.setattr(unpack, "_take_files", None)
-        root = tmp_path / name
-        root.mkdir()
-        result = apply(tar, root, overlay=overlay)
-        made = tree(root)
-        if "d/gone" in made:  # an overlay whiteout: made now
-            made["d/gone"] = made["d/gone"][:3] + made["d/gone"][4:]
-        trees[name] = (made, result.entries, result.content_size)
+    trees = both_ways(tmp_path, monkeypatch, tar, untimed=("d/gone",), overlay=overlay)  # an overlay whiteout
     assert trees["native"] == trees["python"]
     made = trees["native"][0]
     assert made["d/a"][-1] == b"again" and made["d/sub"][-1] == b"file over a directory"
