@@ -29,6 +29,7 @@ import containers  # noqa: F401  (puts src/ and tests/ on sys.path)
 import engine as engines
 import harness
 import helpers
+from vessel.engine import networking
 
 PARTS = ("run", "throughput")
 PODMAN_NETWORK = "vessel-bench"
@@ -158,7 +159,7 @@ def main(argv=None):
 
 def measure(bench, args, report, output):
     """vessel and podman (on a network of the benchmark's own), then the parts; the containers removed after."""
-    network = None
+    network = vessel = None
     try:
         vessel = bench.vessel("vessel")
         vessel.load_image(bench.rootfs_tar)
@@ -180,6 +181,8 @@ def measure(bench, args, report, output):
     finally:  # the containers first: the podman network goes only when none is on it
         for engine in bench.engines:
             engine.remove_containers()
+        if vessel is not None:  # its monitor keeps the default bridge up until it leaves; the clean-up kills it
+            networking.remove_idle_default_bridge(vessel.root)
         if network is not None:
             network.remove()
 

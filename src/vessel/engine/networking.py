@@ -34,6 +34,7 @@ DEFAULT_ALIAS = "default"   # Docker's other name of the default network
 _keep_default = False       # whether this process leaves an idle default bridge up (see keep_default_bridge)
 _defer = None               # call_later(delay, callback) of the monitor, which detaches default endpoints late
 _pending = {}               # container id -> ids of its default-bridge endpoints still to detach
+_kept = None                # (bridge, network id) of the default network this process left up
 
 
 def is_bridge_mode(mode):
@@ -68,13 +69,18 @@ def keep_default_bridge(defer):
 
 
 def remove_idle_default_bridge(root):
-    """Remove root's default bridge and its rules unless an endpoint uses them."""
-    if not os.path.exists(os.path.join(root, "network", "network.db")):
-        return
-    from vessel.network.manager import Networks
+    """Remove root's default bridge and its rules unless an endpoint uses them.
 
-    with Networks(root) as nets:
-        nets.remove_idle_default()
+    When the root is gone already (a test's or a benchmark's temp dir), the
+    bridge this process kept up goes by its name and network id.
+    """
+    from vessel.network import manager
+
+    if os.path.exists(os.path.join(root, "network", "network.db")):
+        with manager.Networks(root) as nets:
+            nets.remove_idle_default()
+    elif _kept is not None:
+        manager.remove_orphan_bridge(*_kept)
 
 
 def _store(engine):
@@ -219,8 +225,12 @@ def teardown(engine, record):
         with _store(engine) as store:
             if not store.endpoints(container_id=record.id):
                 return
+    global _kept
     later = set()
     with _networks(engine) as nets:
+        if _keep_default:
+            default = nets.get(DEFAULT_NETWORK)
+            _kept = default["bridge"], default["id"]
         for endpoint in nets.endpoints(container_id=record.id):
             if _defer is not None and endpoint.network == DEFAULT_NETWORK and not nets.ports(endpoint.ipv4):
                 later.add(endpoint.id)

@@ -26,7 +26,7 @@ from vessel.network import ipam, links
 from vessel.network.dns import read_upstreams
 from vessel.network.store import Store
 
-__all__ = ["DEFAULT_NETWORK", "Endpoint", "Networks"]
+__all__ = ["DEFAULT_NETWORK", "Endpoint", "Networks", "remove_orphan_bridge"]
 
 DEFAULT_NETWORK = "bridge"
 DEFAULT_BRIDGE = "vessel0"
@@ -49,6 +49,13 @@ def host_lock():
         yield
     finally:
         os.close(fd)
+
+
+def remove_orphan_bridge(bridge, network_id):
+    """Remove a bridge and its network's rules whose state root is gone."""
+    with host_lock():
+        fw.firewall().remove_network(network_id)
+        links.delete_link(bridge)
 
 
 class Endpoint:
