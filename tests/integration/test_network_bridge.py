@@ -595,7 +595,7 @@ def test_attach_is_undone_when_the_dns_server_cannot_start(nets, sandboxes, subn
         squatter.bind((net["gateway"], 53))
         with pytest.raises(Unavailable, match="DNS server"):
             nets.attach(net["name"], "5" * 64, box.netns)
-    assert _links() == links_before
+    assert _links() - links_before == set()  # nothing of ours; other roots' bridges may come and go
     assert nets.endpoints() == []
     assert "eth0" not in box.run(BUSYBOX, "ip", "link").stdout
     count = nets.store.db.execute("SELECT COUNT(*) FROM addresses WHERE network_id = ?", (net["id"],))
