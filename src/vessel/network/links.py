@@ -20,6 +20,7 @@ __all__ = [
     "attach_veth",
     "delete_link",
     "ensure_bridge",
+    "free_ifname",
     "host_routes",
     "link_exists",
 ]
@@ -106,6 +107,18 @@ def _open_netns(netns_path):
         os.close(fd)
         raise InvalidArgument(f"{netns_path} is not a network namespace")
     return fd
+
+
+def free_ifname(netns_path):
+    """The first ethN the namespace at `netns_path` does not have."""
+    fd = _open_netns(netns_path)
+    try:
+        with Netlink(fd) as ns:
+            return pick_ifname(ns.links())
+    except OSError as exc:
+        raise _fail(f"network namespace {netns_path}", exc) from None
+    finally:
+        os.close(fd)
 
 
 def attach_veth(bridge, host_ifname, netns_path, ifname, mac, mtu, addresses, gateways):

@@ -368,6 +368,7 @@ class Networks:
             ipam.check_in_subnet(want6, subnet6)
         endpoint_id = secrets.token_hex(32)
         with host_lock():
+            ifname = links.free_ifname(netns_path)
             with self.store.transaction() as db:
                 taken = self.store.taken(db, net["id"])
                 ipv4 = want4 or ipam.first_free(subnet4, taken)
@@ -377,7 +378,7 @@ class Networks:
                     ipv6 = want6 or ipam.first_free(subnet6, taken)
                     self.store.claim(db, net["id"], ipv6, endpoint_id)
                 row = {"id": endpoint_id, "network_id": net["id"], "container_id": container_id, "name": name,
-                       "ifname": "", "host_ifname": f"veth{endpoint_id[:11]}", "netns_path": netns_path,
+                       "ifname": ifname, "host_ifname": f"veth{endpoint_id[:11]}", "netns_path": netns_path,
                        "mac": (mac or ipam.mac_for(ipv4)).lower(), "ipv4": str(ipv4),
                        "ipv6": str(ipv6) if ipv6 else None, "aliases": [str(a) for a in aliases],
                        "hostname": hostname}
@@ -388,10 +389,8 @@ class Networks:
                 gateways = [ipaddress.ip_address(net["gateway"])]
                 if net["gateway6"]:
                     gateways.append(ipaddress.ip_address(net["gateway6"]))
-                row["ifname"] = links.attach_veth(net["bridge"], row["host_ifname"], netns_path, None,
-                                                  row["mac"], net["mtu"], addresses, gateways)
-                with self.store.transaction() as db:
-                    db.execute("UPDATE endpoints SET ifname = ? WHERE id = ?", (row["ifname"], endpoint_id))
+                links.attach_veth(net["bridge"], row["host_ifname"], netns_path, ifname, row["mac"], net["mtu"],
+                                  addresses, gateways)
                 if not net["predefined"]:
                     self._ensure_dns(net)
             except BaseException:
