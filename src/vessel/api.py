@@ -102,13 +102,15 @@ class Client:
         "10m"); without `until` it follows new events until the caller stops iterating.
         """
         from vessel.engine import events
+        from vessel.times import parse_time
 
-        def stamp(value):
+        def stamp(value, name):
             if isinstance(value, datetime.datetime):
                 return int(value.timestamp() * 1_000_000_000)
-            return events.parse_time(None if value is None else str(value))
+            return parse_time(value, name)
 
-        for event in events.follow(self.engine.state, stamp(since), stamp(until), events.parse_filters(filters)):
+        for event in events.follow(self.engine.state, stamp(since, "since"), stamp(until, "until"),
+                                   events.parse_filters(filters)):
             message = event.to_docker()
             yield message if decode else json.dumps(message).encode()
 
@@ -755,16 +757,16 @@ class Container:
 
     def log_entries(self, follow=False, tail="all", since=None, until=None):
         """(stream, text, RFC3339 time) of the stored output; with `follow`, new ones until it stops."""
-        from vessel.engine.logs import parse_since
+        from vessel.times import parse_time
 
         if isinstance(since, (int, float)):
             since = int(since * 1e9)
         elif isinstance(since, str):
-            since = parse_since(since)
+            since = parse_time(since, "since")
         if isinstance(until, (int, float)):
             until = int(until * 1e9)
         elif isinstance(until, str):
-            until = parse_since(until)
+            until = parse_time(until, "until")
         tail_count = None if tail in ("all", None, -1) or int(tail) < 0 else int(tail)
         return self.engine.logs(self.record, follow=follow, tail=tail_count, since=since, until=until)
 

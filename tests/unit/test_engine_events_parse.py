@@ -2,8 +2,9 @@
 
 import pytest
 
-from vessel.engine.events import Event, parse_filters, parse_time
+from vessel.engine.events import Event, parse_filters
 from vessel.errors import InvalidArgument
+from vessel.times import parse_time
 
 NOW = 1_800_000_000 * 10 ** 9
 
@@ -25,7 +26,8 @@ def test_times_and_durations(text, expected):
 
 
 def test_bad_time_is_one_clear_error():
-    with pytest.raises(InvalidArgument, match="failed to parse value as time or duration: 'yesterday'"):
+    with pytest.raises(InvalidArgument, match='invalid value for "since": failed to parse value as time or '
+                                              'duration: "yesterday"'):
         parse_time("yesterday")
 
 

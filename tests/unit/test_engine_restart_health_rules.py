@@ -3,10 +3,11 @@
 import pytest
 
 from vessel.engine import health
-from vessel.engine.health import Healthcheck, HealthState, ProbeResult, parse_duration
+from vessel.engine.health import Healthcheck, HealthState, ProbeResult
 from vessel.engine.model import ContainerConfig
 from vessel.engine.restart import RestartPolicy, decide, due_after_boot, next_delay
 from vessel.errors import InvalidArgument
+from vessel.times import parse_duration
 
 
 @pytest.mark.parametrize("text,policy", [

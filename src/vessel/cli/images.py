@@ -10,10 +10,12 @@ import json
 import os
 import re
 import sys
+import time
 
 import click
 
 from vessel.errors import InvalidArgument, VesselError
+from vessel.times import parse_rfc3339
 
 _TEMPLATE_FIELD = re.compile(r'\{\{\s*(json\s+|index\s+)?\.([A-Za-z][A-Za-z0-9.]*)?(?:\s+"([^"]*)")?\s*\}\}')
 
@@ -54,18 +56,6 @@ def human_size(size):
     return f"{size}B"
 
 
-def _parse_time(text):
-    if not text:
-        return None
-    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", text)
-    if not match:
-        return None
-    stamp = datetime.datetime.fromisoformat(match.group(1))
-    zone = match.group(3) or "Z"
-    offset = datetime.timezone.utc if zone == "Z" else datetime.datetime.strptime(zone, "%z").tzinfo
-    return stamp.replace(tzinfo=offset)
-
-
 def human_duration(seconds):
     """Docker's units.HumanDuration."""
     if seconds < 1:
@@ -94,11 +84,10 @@ def human_duration(seconds):
 
 
 def created_since(text):
-    stamp = _parse_time(text)
+    stamp = parse_rfc3339(text)
     if stamp is None:
         return "N/A"
-    age = (datetime.datetime.now(datetime.timezone.utc) - stamp).total_seconds()
-    return human_duration(max(age, 0)) + " ago"
+    return human_duration(max(time.time_ns() - stamp, 0) / 1e9) + " ago"
 
 
 def table(rows, header):

@@ -31,9 +31,10 @@ def _formatted(fmt, records):
 def events(obj, since, until, filters, fmt):
     """Get real time events from the engine."""
     from vessel.engine import events as recorded
+    from vessel.times import parse_time
 
     parsed = recorded.parse_filters(filters)
-    start, end = recorded.parse_time(since), recorded.parse_time(until)
+    start, end = parse_time(since, "since"), parse_time(until, "until")
     with client(obj) as api:
         try:
             for event in recorded.follow(api.engine.state, start, end, parsed):

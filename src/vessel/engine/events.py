@@ -10,14 +10,12 @@ follower polls for rows after the last it saw.
 
 import datetime
 import json
-import re
 import time
 
-from vessel.engine.health import parse_duration
 from vessel.engine.model import label_matches
 from vessel.errors import InvalidArgument
 
-__all__ = ["Event", "record", "record_image", "read", "follow", "parse_time", "parse_filters", "RETAINED"]
+__all__ = ["Event", "record", "record_image", "read", "follow", "parse_filters", "RETAINED"]
 
 RETAINED = 10000
 _FILTER_KEYS = ("container", "event", "type", "image", "label", "volume", "network")
@@ -116,32 +114,6 @@ def follow(state, since=None, until=None, filters=None, interval=0.2):
         if until is not None and now >= until:
             return
         time.sleep(interval if until is None else max(0, min(interval, (until - now) / 1e9)))
-
-
-def parse_time(text, now=None):
-    """Docker's --since/--until: unix seconds (with fraction), RFC3339 / date-time, or a duration ago."""
-    if text is None or text == "":
-        return None
-    now = time.time_ns() if now is None else now
-    value = str(text).strip()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        seconds, _, fraction = value.partition(".")
-        return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
-    try:
-        return now - parse_duration(value, "--since/--until")
-    except InvalidArgument:
-        pass  # not a duration: a date
-    match = re.fullmatch(r"(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d)?)(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?", value)
-    if not match:
-        raise InvalidArgument(f"failed to parse value as time or duration: {value!r}")
-    date, clock, fraction, zone = match.groups()
-    stamp = datetime.datetime.fromisoformat(f"{date}T{clock or '00:00:00'}")
-    if zone in (None, "Z"):
-        stamp = stamp.replace(tzinfo=datetime.timezone.utc) if zone else stamp.astimezone()
-    else:
-        stamp = stamp.replace(tzinfo=datetime.datetime.strptime(zone.replace(":", ""), "%z").tzinfo)
-    nanos = int(((fraction or ".")[1:] + "000000000")[:9])
-    return int(stamp.timestamp()) * 1_000_000_000 + nanos
 
 
 def parse_filters(items, keys=_FILTER_KEYS):

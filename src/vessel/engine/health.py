@@ -8,13 +8,13 @@ when a container starts running and `unwatch` when it is gone; probes run
 through `monitor.spawn_exec` and never block the monitor's loop.
 """
 
-import re
 import time
 
 from vessel.errors import InvalidArgument
 from vessel.records import field, record
+from vessel.times import parse_duration
 
-__all__ = ["Healthcheck", "HealthState", "ProbeResult", "parse_duration", "from_flags", "merge", "watch",
+__all__ = ["Healthcheck", "HealthState", "ProbeResult", "from_flags", "merge", "watch",
            "unwatch", "STARTING", "HEALTHY", "UNHEALTHY", "NONE"]
 
 STARTING, HEALTHY, UNHEALTHY, NONE = "starting", "healthy", "unhealthy", "none"
@@ -25,41 +25,6 @@ DEFAULT_RETRIES = 3
 MINIMUM_DURATION = 1_000_000        # 1ms, Docker's container.MinimumDuration
 MAX_OUTPUT = 4096                   # bytes of probe output kept (Docker's maxOutputLen)
 MAX_LOG = 5                         # results kept (Docker's maxLogEntries)
-
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-          "m": 60_000_000_000, "h": 3_600_000_000_000}
-_DURATION_PART = re.compile(r"(\d*\.?\d*)([^\d.]*)")
-
-
-def parse_duration(text, flag):
-    """Go's time.ParseDuration ("1m30s", "200ms", "1.5h", "0") to nanoseconds; errors name the flag."""
-    value = str(text).strip()
-
-    def invalid(reason):
-        return InvalidArgument(f'invalid argument "{text}" for "{flag}" flag: time: {reason} in duration "{text}"'
-                               if reason else f'invalid argument "{text}" for "{flag}" flag: time: invalid '
-                               f'duration "{text}"')
-
-    sign = -1 if value.startswith("-") else 1
-    body = value[1:] if value[:1] in "+-" else value
-    if body == "0":
-        return 0
-    if not body:
-        raise invalid("")
-    total, position = 0.0, 0
-    while position < len(body):
-        match = _DURATION_PART.match(body, position)
-        number, unit = match.groups()
-        if number in ("", ".") or match.end() == position:
-            raise invalid("")
-        if not unit:
-            raise invalid("missing unit")
-        if unit not in _UNITS:
-            raise invalid(f'unknown unit "{unit}"')
-        total += float(number) * _UNITS[unit]
-        position = match.end()
-    return sign * int(round(total))
-
 
 def _go_duration(nanoseconds):
     """Go's Duration.String() for the durations a healthcheck uses (30s, 200ms, 1m30s)."""

@@ -7,15 +7,13 @@
 unlike Docker's unbounded default.
 """
 
-import datetime
 import json
 import os
-import re
 import time
 
-from vessel.errors import InvalidArgument
+from vessel.times import parse_rfc3339
 
-__all__ = ["LogWriter", "NoLog", "open_log", "read_entries", "parse_since", "timestamp"]
+__all__ = ["LogWriter", "NoLog", "open_log", "read_entries", "timestamp"]
 
 
 def timestamp(ns=None):
@@ -25,34 +23,6 @@ def timestamp(ns=None):
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     digits = f"{fraction:09d}".rstrip("0")
     return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
-
-
-def parse_time(text):
-    """An RFC3339(Nano) stamp -> nanoseconds since the epoch."""
-    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", text)
-    if not match:
-        return None
-    zone = datetime.timezone.utc if match.group(3) == "Z" else \
-        datetime.datetime.strptime(match.group(3).replace(":", ""), "%z").tzinfo
-    stamp = datetime.datetime.fromisoformat(match.group(1)).replace(tzinfo=zone)
-    return int(stamp.timestamp()) * 1_000_000_000 + int((match.group(2) or "0").ljust(9, "0"))
-
-
-def parse_since(text, now=None):
-    """--since: RFC3339 stamp, Unix seconds (with fraction) or a duration like 10m / 1h30m."""
-    now = time.time_ns() if now is None else now
-    stamp = parse_time(text)
-    if stamp is not None:
-        return stamp
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return int(float(text) * 1e9)
-    if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
-        return parse_time(text + "T00:00:00Z")
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text)
-    if parts and "".join(a + b for a, b in parts) == text:
-        scale = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}
-        return now - int(sum(float(a) * scale[b] for a, b in parts))
-    raise InvalidArgument(f"invalid value for \"since\": failed to parse value as time or duration: \"{text}\"")
 
 
 class LogWriter:
@@ -160,7 +130,7 @@ def read_entries(path, since=None, until=None, live_limit=None):
 def _in_window(stamp, since, until):
     if since is None and until is None:
         return True
-    value = parse_time(stamp)
+    value = parse_rfc3339(stamp)
     if value is None:
         return True
     return (since is None or value >= since) and (until is None or value <= until)

@@ -8,7 +8,7 @@ import uuid
 
 from vessel.engine.model import label_matches
 from vessel.engine.state import PAUSED, RUNNING
-from vessel.errors import InvalidArgument, NotFound
+from vessel.errors import NotFound
 from vessel.runtime.jsonio import write_atomic
 
 __all__ = ["disk_usage", "info", "version", "prune_filter", "rfc3339_seconds", "API_VERSION"]
@@ -19,12 +19,9 @@ _BACKING = {"ext2": "extfs", "ext3": "extfs", "ext4": "extfs"}  # Docker's names
 
 def rfc3339_seconds(text):
     """An RFC 3339 time (an image's or a network's `created`) as unix seconds (0 when absent or malformed)."""
-    from vessel.engine.events import parse_time
+    from vessel.times import parse_rfc3339
 
-    try:
-        return parse_time(text) // 1_000_000_000 if text else 0
-    except InvalidArgument:
-        return 0
+    return (parse_rfc3339(text) or 0) // 1_000_000_000
 
 
 def _filesystem_type(path):
@@ -181,9 +178,9 @@ def version():
 def prune_filter(filters):
     """`prune --filter until=|label=|label!=` ({key: [values]}) as a predicate: selected(labels, created unix
     seconds)."""
-    from vessel.engine.events import parse_time
+    from vessel.times import parse_time
 
-    until = [parse_time(v) / 1e9 for v in filters.get("until", [])]
+    until = [parse_time(v, "until") / 1e9 for v in filters.get("until", []) if v]
     labels, unlabels = filters.get("label", []), filters.get("label!", [])
 
     def selected(item_labels, created):
