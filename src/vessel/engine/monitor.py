@@ -145,7 +145,7 @@ def _monitor_argv(*args):
     import vessel
 
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(vessel.__file__)))
-    # site-packages too: detaching networks (cleanup_runtime) needs pyroute2
+    # site-packages too: the engine's third-party dependencies
     paths = [package_parent] + [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
     return [sys.executable, "-IS", "-c",
             f"import sys; sys.path[:0] = {paths!r}; from vessel.engine.monitor import main; main()", *args]

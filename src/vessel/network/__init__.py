@@ -16,7 +16,7 @@ __all__ = ["DEFAULT_NETWORK", "Endpoint", "Networks", "attach", "detach", "publi
 
 
 def __getattr__(name):
-    """The manager (and pyroute2 with it) loads on first use: `vessel.network.store` stays light."""
+    """The manager (firewall, netlink) loads on first use: `vessel.network.store` stays light."""
     if name in ("DEFAULT_NETWORK", "Endpoint", "Networks"):
         from vessel.network import manager
 
