@@ -369,7 +369,7 @@ def ps(obj, show_all, quiet, size, last, latest, no_trunc, filters, fmt):
     if fmt in ("table", "table {{.}}"):
         fmt = None
     if fmt:
-        text = render(fmt, rows, PS_HEADERS)
+        text = render(fmt, rows, PS_HEADERS, "*formatter.ContainerContext")
         if text:
             click.echo(text)
         return

@@ -15,10 +15,7 @@ import time
 import click
 
 from vessel.errors import InvalidArgument, VesselError
-from vessel.times import parse_rfc3339
-
-_TEMPLATE_FIELD = re.compile(r'\{\{\s*(json\s+|index\s+)?\.([A-Za-z][A-Za-z0-9.]*)?(?:\s+"([^"]*)")?\s*\}\}')
-
+from vessel.times import parse_rfc3339, parse_time
 
 def _store(root):
     import sqlite3
@@ -100,31 +97,94 @@ def table(rows, header):
     return "\n".join(lines)
 
 
-def render(template, records, headers=None):
-    """Render a Go-template subset for each record (a dict); `table` prints a header row."""
+def render(template, records, headers=None, kind="object"):
+    """Render a Go-template subset for each record (a dict); `table` prints a header row.
+
+    A template Go's parser refuses, or a record without a field it names (`kind` is the record's type in the
+    message), fails as Docker's does (InvalidArgument)."""
     template = template.replace("\\t", "\t").replace("\\n", "\n")
     is_table = template.startswith("table")
     if is_table:
         template = template[len("table"):].strip()
+    pieces = _parse_template(template)
 
     def one(record):
-        def field(match):
-            value = record
-            for key in (match.group(2) or "").split(".") if match.group(2) else []:
-                value = value.get(key) if isinstance(value, dict) else None
-            if match.group(3) is not None:  # {{.Label "key"}}, {{index .Labels "key"}}: a map entry
-                value = value.get(match.group(3), "") if isinstance(value, dict) else ""  # (Go: a nil map's zero)
-            if (match.group(1) or "").startswith("json") or not match.group(2):
-                return json.dumps(value, separators=(",", ":"))
-            return _go_text(value)
-        return _TEMPLATE_FIELD.sub(field, template)
+        return "".join(piece if isinstance(piece, str) else piece.execute(record, kind) for piece in pieces)
 
     lines = [one(r) for r in records]
     if not is_table:
         return "\n".join(lines)
-    header = _TEMPLATE_FIELD.sub(lambda m: (headers or {}).get(m.group(2), (m.group(2) or "").upper()), template)
+    header = "".join(piece if isinstance(piece, str) else (headers or {}).get(piece.path, piece.path.upper())
+                     for piece in pieces)
     rows = [line.split("\t") for line in [header] + lines]
     return table(rows[1:], rows[0])
+
+
+class _Action:
+    """One {{...}} of a template: `.Path`, `json .Path`, `.Map "key"` or `index .Map "key"` (Path may be empty)."""
+
+    def __init__(self, function, path, key, line, column):
+        self.function, self.path, self.key, self.line, self.column = function, path, key, line, column
+
+    def execute(self, record, kind):
+        value = record
+        for depth, name in enumerate(self.path.split(".") if self.path else []):
+            if depth == 0 and isinstance(value, dict) and name not in value:
+                raise InvalidArgument(f'template: :{self.line}:{self.column}: executing "" at <.{self.path}>: '
+                                      f"can't evaluate field {name} in type {kind}")
+            value = value.get(name) if isinstance(value, dict) else None
+        if self.key is not None:  # {{.Label "key"}}, {{index .Labels "key"}}: a map entry
+            value = value.get(self.key, "") if isinstance(value, dict) else ""  # (Go: a nil map's zero)
+        if self.function == "json" or not self.path:
+            return json.dumps(value, separators=(",", ":"))
+        return _go_text(value)
+
+
+_ACTION = re.compile(r'(?:(json|index)\s+)?\.([A-Za-z_][A-Za-z0-9_.]*)?(?:\s+"([^"]*)")?')
+_GO_WORDS = frozenset("if else end range with define template block break continue nil and or not len index slice "
+                      "print printf println html js urlquery call eq ne lt le gt ge json join split lower upper "
+                      "title truncate pad".split())
+
+
+def _parse_template(template):
+    """The template as literal strings and _Actions; InvalidArgument worded as Docker's for what Go refuses."""
+    pieces, position = [], 0
+    while True:
+        start = template.find("{{", position)
+        if start < 0:
+            pieces.append(template[position:])
+            return pieces
+        end = template.find("}}", start + 2)
+        line = template.count("\n", 0, start) + 1
+        if end < 0:
+            raise InvalidArgument(f"template parsing error: template: :{line}: unclosed action")
+        text, body = template[position:start], template[start + 2:end]
+        if body.startswith("- "):  # {{- trims the space before
+            text, body = text.rstrip(), body[1:]
+        pieces.append(text)
+        position = end + 2
+        if body.endswith(" -"):  # -}} trims the space after
+            body = body[:-1]
+            while position < len(template) and template[position].isspace():
+                position += 1
+        inner = body.strip()
+        match = _ACTION.fullmatch(inner)
+        if match is None:
+            word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", inner)
+            if not inner:
+                reason = "missing value for command"
+            elif word and word.group() not in _GO_WORDS:
+                reason = f'function "{word.group()}" not defined'
+            else:
+                reason = (f"{{{{{inner}}}}} is not supported (vessel's --format takes {{{{.Field}}}}, "
+                          f'{{{{json .Field}}}}, {{{{index .Map "key"}}}} and table)')
+            raise InvalidArgument(f"template parsing error: template: :{line}: {reason}")
+        function, path, key = match.groups()
+        if function == "json" and key is not None:
+            raise InvalidArgument(f"template parsing error: template: :{line}: wrong number of args for json: "
+                                  "want 1 got 2")
+        column = start + 2 + (len(body) - len(body.lstrip())) - (template.rfind("\n", 0, start) + 1)
+        pieces.append(_Action(function, path or "", key, line, column + (len(function) + 1 if function else 0)))
 
 
 def _go_text(value):
@@ -198,17 +258,25 @@ def _list_images(root, reference, quiet, digests, no_trunc, fmt, filters):
     store = _store(root)
     dangling = None
     references_filter = [reference] if reference else []
+    after, before = -1, 1 << 63  # created strictly between, in nanoseconds (0 when unknown)
     for item in filters:
         key, _, value = item.partition("=")
         if key == "dangling":
             dangling = value.lower() in ("true", "1")
         elif key == "reference":
             references_filter.append(value)
+        elif key == "until":
+            before = min(before, parse_time(value, "until") or before)
+        elif key in ("before", "since"):  # relative to the image named
+            created = parse_rfc3339(store.get(value).created) or 0
+            after, before = (after, min(before, created)) if key == "before" else (max(after, created), before)
         else:
             raise InvalidArgument(f"invalid filter '{key}'")
     rows = []
     for image in store.list():
         if dangling is not None and bool(image.tag_refs) == dangling:
+            continue
+        if not after < (parse_rfc3339(image.created) or 0) < before:
             continue
         for row in _image_rows(image, no_trunc):
             if references_filter and not any(_matches(row, p) for p in references_filter):
@@ -218,7 +286,7 @@ def _list_images(root, reference, quiet, digests, no_trunc, fmt, filters):
         _echo("\n".join(row["ID"] for row in rows))
         return
     if fmt:
-        _echo(render(fmt, rows, IMAGE_HEADERS))
+        _echo(render(fmt, rows, IMAGE_HEADERS, "*formatter.ImageContext"))
         return
     columns = ["Repository", "Tag"] + (["Digest"] if digests else []) + ["ID", "CreatedSince", "Size"]
     click.echo(table([[row[c] for c in columns] for row in rows], [IMAGE_HEADERS[c] for c in columns]))
@@ -233,7 +301,8 @@ def _images_options(function):
         click.option("--digests", is_flag=True, help="Show digests."),
         click.option("--no-trunc", is_flag=True, help="Don't truncate output."),
         click.option("--format", "fmt", help="Format output using a Go template subset."),
-        click.option("-f", "--filter", "filters", multiple=True, help="Filter output (dangling=, reference=)."),
+        click.option("-f", "--filter", "filters", multiple=True,
+                     help="Filter output (dangling=, reference=, before=, since=, until=)."),
         click.pass_obj,
     ]):
         function = decorator(function)
