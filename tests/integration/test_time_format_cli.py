@@ -38,3 +38,14 @@ def test_image_filters_by_time_and_by_image(imported):
 def test_errors_are_one_line(imported, args, message):
     assert imported(*args, code=125) == f"Error: {message}\n"
     assert imported("images", "-q") != ""  # nothing was removed
+
+
+def test_image_prune_until(vessel):  # noqa: F811
+    imported = vessel
+    imported("import", ALPINE)  # untagged: dangling
+    assert imported("image", "prune", "-f", "--filter", "until=1h") == "Total reclaimed space: 0B\n"
+    assert imported("images", "-q") != ""
+    assert "Deleted Images:" in imported("image", "prune", "-f", "--filter", "until=2999-01-01")
+    assert imported("images", "-q") == ""
+    assert imported("image", "prune", "-f", "--filter", "until=soon", code=125) == (
+        'Error: invalid value for "until": failed to parse value as time or duration: "soon"\n')

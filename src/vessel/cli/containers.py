@@ -591,13 +591,14 @@ def update(obj, memory, cpus, pids_limit, restart, names):
 
 @click.command("prune")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, help="Provide filter values (until=, label=, label!=).")
 @click.pass_obj
-def prune(obj, force):
+def prune(obj, force, filters):
     """Remove all stopped containers."""
     if not force and not click.confirm("WARNING! This will remove all stopped containers.\n"
                                        "Are you sure you want to continue?", default=False):
         return
-    result = _client(obj).containers.prune()
+    result = _client(obj).containers.prune(filters=list(filters))
     print_pruned("Deleted Containers:", result["ContainersDeleted"], result["SpaceReclaimed"])
 
 

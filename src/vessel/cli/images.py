@@ -478,16 +478,22 @@ history = _history_command("history")
 @click.command("prune")
 @click.option("-a", "--all", "all_images", is_flag=True, help="Remove all unused images, not just dangling ones.")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, help="Provide filter values (until=, label=, label!=).")
 @click.pass_obj
-def image_prune(obj, all_images, force):
+def image_prune(obj, all_images, force, filters):
     """Remove unused images."""
+    from vessel.engine.events import parse_filters
+    from vessel.engine.system import prune_filter, rfc3339_seconds
+
+    selected = prune_filter(parse_filters(filters, ("until", "label", "label!")))
     if not force:
         warning = ("WARNING! This will remove all images without at least one container associated to them."
                    if all_images else "WARNING! This will remove all dangling images.")
         click.echo(warning)
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
-    events, reclaimed = _store(obj.root).prune(all_images=all_images)
+    events, reclaimed = _store(obj.root).prune(all_images=all_images, select=lambda image: selected(
+        image.config.config.labels, rfc3339_seconds(image.created)))
     if events:
         click.echo("Deleted Images:")
         for kind, what in events:
