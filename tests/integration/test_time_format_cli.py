@@ -16,6 +16,7 @@ def test_image_filters_by_time_and_by_image(imported):
     assert imported("images", "--filter", "until=2999-01-01", "--format", "{{.Repository}}") == "alpine\n"
     assert imported("images", "--filter", "until=2999-01-01T00:00", "--filter", "until=1h", "-q") == ""
     assert imported("images", "--filter", "until=1700000000", "-q") == ""
+    assert imported("images", "--filter", "until=0", "-q") == ""
     assert imported("images", "--filter", "before=alpine:3.20", "-q") == ""
     assert imported("images", "--filter", "since=alpine:3.20", "-q") == ""
 

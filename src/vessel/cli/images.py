@@ -17,6 +17,7 @@ import click
 from vessel.errors import InvalidArgument, VesselError
 from vessel.times import parse_rfc3339, parse_time
 
+
 def _store(root):
     import sqlite3
 
@@ -266,7 +267,7 @@ def _list_images(root, reference, quiet, digests, no_trunc, fmt, filters):
         elif key == "reference":
             references_filter.append(value)
         elif key == "until":
-            before = min(before, parse_time(value, "until") or before)
+            before = min(before, parse_time(value, "until") if value else before)
         elif key in ("before", "since"):  # relative to the image named
             created = parse_rfc3339(store.get(value).created) or 0
             after, before = (after, min(before, created)) if key == "before" else (max(after, created), before)
