@@ -6,28 +6,15 @@ import time
 from vessel.errors import Conflict, InvalidArgument
 from vessel.runtime import container as ctr
 from vessel.runtime import jsonio
+from vessel.times import parse_duration
 
-__all__ = ["main", "parse_duration"]
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text):
-    """Go-style durations as runc takes them: 500ms, 5s, 1m."""
-    for unit in ("ms", "s", "m", "h"):
-        if text.endswith(unit):
-            number = text[: -len(unit)]
-            try:
-                value = float(number) * _UNITS[unit]
-            except ValueError:
-                break
-            if value > 0:
-                return value
-    raise InvalidArgument(f"invalid duration {text!r} (e.g. 5s, 500ms)")
+__all__ = ["main"]
 
 
 def main(ctx, opts, args):
-    interval = parse_duration(opts.get("interval") or "5s")
+    interval = parse_duration(opts.get("interval") or "5s", "--interval") / 1e9
+    if interval <= 0:
+        raise InvalidArgument("duration interval must be greater than 0")
     container = ctr.Container.load(ctx.root, args[0])
     if container.status() == ctr.STOPPED:
         raise Conflict(f"container {container.id} is not running")
