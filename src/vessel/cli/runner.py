@@ -28,9 +28,11 @@ def start_failed(exc):
 
 def run(obj, opts):
     """`vessel run`: create the container, start it detached or attached; the container's exit code."""
+    from vessel.engine import monitor
     from vessel.engine.attach import parse_detach_keys
     from vessel.engine.core import ContainerStartError
 
+    monitor.wake(obj.root, obj.runroot)  # it loads what the start needs while this command creates the container
     detach = opts["detach"]
     streams = _attached_streams(opts["attach_streams"], detach)
     detach_keys = parse_detach_keys(opts["detach_keys"])

@@ -380,17 +380,22 @@ class Engine:
             if not self.state.transition(record.id, (CREATED, EXITED), status=CREATED, error="", manually_stopped=0,
                                          restart_count=0, restart_delay=0):
                 raise Conflict(f"container {record.id[:12]} is already running")
+            # connected first: a monitor without the engine loaded loads it while the bundle is prepared
+            sock = monitor.connect(self)
             try:
                 self.cleanup_runtime(record)
                 self.prepare_bundle(record)
-            except VesselError as exc:
+            except BaseException as exc:
+                sock.close()
+                if not isinstance(exc, VesselError):
+                    raise
                 if record.config.auto_remove and self.state.transition(record.id, (CREATED,), status=REMOVING):
                     self.destroy(record)
                 else:
                     self.state.update(record.id, error=str(exc))
                 raise ContainerStartError(str(exc), start_error_code(str(exc))) from None
             try:
-                sock, event = monitor.request(self, {"op": "start", "id": record.id, "attach": wait_attach})
+                sock, event = monitor.request(self, {"op": "start", "id": record.id, "attach": wait_attach}, sock)
             except BaseException:
                 self.abandon_start(record)
                 raise

@@ -40,7 +40,7 @@ from vessel.engine import attach
 from vessel.errors import Unavailable, VesselError
 from vessel.runtime import sync
 
-__all__ = ["Monitor", "connect", "request", "attach_to", "main", "runtime_error", "socket_path"]
+__all__ = ["Monitor", "connect", "request", "attach_to", "main", "runtime_error", "socket_path", "wake"]
 
 _IDLE_GRACE = 5.0          # an idle monitor waits this long for the next start before it leaves
 _SLIM_AFTER = 0.5          # a monitor quiet this long sheds the engine's code (a slim handoff)
@@ -174,9 +174,17 @@ def _recv_exactly(sock, size):
     return data
 
 
-def request(engine, message):
-    """Send one request; returns (connected socket, the monitor's answer as a dict)."""
-    sock = connect(engine)
+def wake(root, runroot):
+    """Have the monitor, if one listens, load the engine now: a start follows (no monitor is launched)."""
+    try:
+        sync.connect_unix(socket_path(root, runroot)).close()
+    except OSError:
+        pass
+
+
+def request(engine, message, sock=None):
+    """Send one request (on `sock` if given, a connection from `connect`); returns (socket, the answer as a dict)."""
+    sock = sock or connect(engine)
     try:
         sock.sendall(attach.frame(attach.REQUEST, json.dumps(message).encode()))
         reply = _read_frame(sock)
@@ -343,7 +351,9 @@ class Monitor:
 
     The engine (vessel.engine.core, the database) is imported and opened on
     first use; a monitor that has only running containers to serve for
-    `_SLIM_AFTER` seconds hands off to a fresh copy of itself without it.
+    `_SLIM_AFTER` seconds hands off to a fresh copy of itself without it, and
+    loads it again on the next connection (a starting command connects before
+    it prepares the bundle, so both happen at once).
     """
 
     def __init__(self, root, runroot, lock_fd, listener):
@@ -600,6 +610,18 @@ class Monitor:
             except BlockingIOError:
                 return
             self._add_pending(conn)
+            if self._engine is None:  # slim: loaded while the command prepares what it asks for (a start)
+                self.load_engine()
+
+    def load_engine(self):
+        """The engine, the runtime's modules and Docker's default seccomp filter, before a start needs them."""
+        from vessel.runtime import defaults, launcher
+
+        self._engine = _monitor_engine(self.root, self.runroot, self)
+        _preload_runtime()
+        section = defaults.default_seccomp()
+        if section is not None:
+            launcher.seccomp_program(section)  # the section most bundles have: their create finds it compiled
 
     def _add_pending(self, conn, reader=None):
         conn.setblocking(False)
