@@ -15,10 +15,11 @@ state and socket), all with the same busybox image and no network:
                not the daemon) summed and divided by N.
   scale        500 created containers (plus 3 running) in one root: `vessel run
                --rm` there vs in an empty root and in one with the same 3
-               running (the difference the 500 rows make), interleaved, each
-               run 0.8 s after the last command (the monitor of running
-               containers has shed the engine by then); `ps -a`, `ps` and
-               `inspect` there.
+               running (the difference the 500 rows make) and in one with 12
+               running (a monitor serving 10 or more sheds the engine when
+               quiet: the slim case), interleaved, each run 0.8 s after the
+               last command (past the 0.5 s after which it slims);
+               `ps -a`, `ps` and `inspect` with the 500.
   concurrency  50 `vessel run --rm busybox echo I` started at once: how many
                exit 0 with their own output, the wall time, what is left.
 
@@ -435,11 +436,13 @@ def part_memory(engines, args):
 
 
 def part_scale(bench, args):
-    """`run` in an empty root, in one with 3 running containers, in one with N created + the same 3 running."""
+    """`run` in an empty root, in one with 3 running containers, in one with N created + the same 3 running,
+    and in one with enough running containers for its monitor to go slim."""
     from vessel.api import Client
+    from vessel.engine.monitor import _SLIM_FROM
 
-    empty, few, full = bench.vessel("empty"), bench.vessel("few"), bench.vessel("full")
-    for engine in (empty, few, full):
+    empty, few, full, busy = bench.vessel("empty"), bench.vessel("few"), bench.vessel("full"), bench.vessel("busy")
+    for engine in (empty, few, full, busy):
         engine.load_image(bench.rootfs_tar)
     started = time.perf_counter()
     client = Client(full.root, full.runroot)
@@ -449,8 +452,8 @@ def part_scale(bench, args):
     finally:
         client.close()
     made = time.perf_counter() - started
-    for engine in (few, full):
-        for _ in range(3):
+    for engine, running in ((few, 3), (full, 3), (busy, _SLIM_FROM + 2)):
+        for _ in range(running):
             engine.execute(engine.run_argv("sleep", "1000", detach=True))
     many = f"{args.containers} + 3 running"
 
@@ -461,6 +464,8 @@ def part_scale(bench, args):
     contenders = [harness.Contender("run (empty)", lambda i: empty.run_argv("true"), pause, empty.program),
                   harness.Contender("run (3 running)", lambda i: few.run_argv("true"), pause, few.program),
                   harness.Contender(f"run ({many})", lambda i: full.run_argv("true"), pause, full.program),
+                  harness.Contender(f"run ({_SLIM_FROM + 2} running, slim)", lambda i: busy.run_argv("true"), pause,
+                                    busy.program),
                   harness.Contender(f"ps -a ({many})", full.command("ps", "-a")),
                   harness.Contender(f"ps ({many})", full.command("ps")),
                   harness.Contender(f"inspect ({many})", full.command("inspect", f"created{args.containers // 2}"))]
@@ -468,7 +473,8 @@ def part_scale(bench, args):
     harness.add_ratios(rows, "run (empty)")
     listed = len(full.sh("ps", "-aq").stdout.split())
     text = [f"{args.containers} created + 3 running containers in one root ({made:.1f} s to create them through "
-            f"the Python API), `ps -a` lists {listed}; the same 3 running in another, none in a third",
+            f"the Python API), `ps -a` lists {listed}; the same 3 running in another, none in a third; "
+            f"{_SLIM_FROM + 2} running in a fourth (its monitor slim between runs)",
             harness.format_table(rows, "run (empty)")]
     return {"rows": rows, "listed": listed, "create_seconds": made}, text
 

@@ -44,7 +44,9 @@ def _pss_kib(pid):
 
 
 def test_many_containers_under_one_monitor(vessel):
-    names = [f"many{i}" for i in range(6)]
+    from vessel.engine.monitor import _SLIM_FROM
+
+    names = [f"many{i}" for i in range(_SLIM_FROM)]
     for name in names:
         vessel("run", "-d", "--name", name, "busybox", "sh", "-c", f"echo {name}; sleep 100")
     pids = {_monitor_pid(vessel, name) for name in names}
@@ -52,7 +54,7 @@ def test_many_containers_under_one_monitor(vessel):
     # (polled: a monitor exec'ing its slim successor shows no command line for an instant)
     _wait_for(lambda: monitors(vessel) == list(pids))
     monitor = pids.pop()
-    # quiet, it hands off to a copy of itself without the engine's code (same process)
+    # quiet and serving many, it hands off to a copy of itself without the engine's code (same process)
     _wait_for(lambda: b"--successor" in _cmdline(monitor))
     assert _pss_kib(monitor) > 0
     states = [c["State"] for c in json.loads(vessel("inspect", *names).stdout)]

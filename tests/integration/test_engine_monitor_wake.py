@@ -5,6 +5,7 @@ holds the state database open, a slim monitor does not.
 """
 
 import os
+import time
 
 from test_engine_cli import _assert_clean, busybox_tarball, monitors, vessel  # noqa: F401 - fixtures
 from test_engine_monitor import _cmdline, _monitor_pid, _wait_for
@@ -31,13 +32,17 @@ def test_wake_loads_the_engine_of_a_slim_monitor(vessel):
 
     vessel("run", "-d", "--name", "sleeper", "busybox", "sleep", "100")
     pid = _monitor_pid(vessel, "sleeper")
+    time.sleep(2 * monitor._SLIM_AFTER)
+    assert _holds_database(pid, vessel.root)  # a few containers: the engine stays loaded
+    for n in range(1, monitor._SLIM_FROM):
+        vessel("run", "-d", "--name", f"sleeper{n}", "busybox", "sleep", "100")
     _wait_for(lambda: _slim(pid, vessel.root))
     monitor.wake(vessel.root, vessel.runroot)
     _wait_for(lambda: _holds_database(pid, vessel.root))
     _wait_for(lambda: _slim(pid, vessel.root))  # and sheds it again when nothing comes
     assert vessel("run", "--rm", "busybox", "echo", "hi").stdout == "hi\n"
     assert monitors(vessel) == [pid]
-    vessel("rm", "-f", "sleeper")
+    vessel("rm", "-f", "sleeper", *(f"sleeper{n}" for n in range(1, monitor._SLIM_FROM)))
     _assert_clean(vessel)
 
 

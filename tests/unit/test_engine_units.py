@@ -96,6 +96,15 @@ def test_log_writer_rotates_and_reader_follows_the_order(tmp_path):
     assert all(stamp.endswith("Z") for _, _, stamp in entries)
 
 
+def test_log_lines_are_dockers_compact_utf8_json(tmp_path):
+    path = str(tmp_path / "c-json.log")
+    writer = logs.LogWriter(path, max_size=0, max_file=1)
+    writer.write("stdout", "héllo \"x\"\n".encode())
+    writer.close()
+    line = open(path, encoding="utf-8").read()
+    assert line.startswith('{"log":"héllo \\"x\\"\\n","stream":"stdout","time":"') and line.endswith('Z"}\n')
+
+
 def test_log_times():
     assert logs.timestamp(1_700_000_000_123_400_000) == "2023-11-14T22:13:20.1234Z"
     assert logs.timestamp(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"

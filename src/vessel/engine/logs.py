@@ -7,11 +7,10 @@
 unlike Docker's unbounded default.
 """
 
-import json
 import os
 import time
 
-from vessel.times import parse_rfc3339
+from vessel.runtime import jsonio  # not `json`: a slim monitor writes logs without `re` loaded
 
 __all__ = ["LogWriter", "NoLog", "open_log", "read_entries", "timestamp"]
 
@@ -41,8 +40,8 @@ class LogWriter:
     def write(self, stream, data):
         """One entry per line of `data` (a partial last line is its own entry, as Docker does)."""
         for line in data.splitlines(keepends=True):
-            entry = json.dumps({"log": line.decode("utf-8", "replace"), "stream": stream,
-                                "time": timestamp()}, ensure_ascii=False) + "\n"
+            entry = jsonio.dumps({"log": line.decode("utf-8", "replace"), "stream": stream,
+                                  "time": timestamp()}, ensure_ascii=False) + "\n"
             encoded = entry.encode()
             if self.max_size and self.size and self.size + len(encoded) > self.max_size:
                 self._rotate()
@@ -104,7 +103,7 @@ def _files(path):
 
 def _parse(line):
     try:
-        entry = json.loads(line)
+        entry = jsonio.loads(line)
         return entry["stream"], entry["log"], entry["time"]
     except (ValueError, KeyError, TypeError):
         return None
@@ -130,6 +129,8 @@ def read_entries(path, since=None, until=None, live_limit=None):
 def _in_window(stamp, since, until):
     if since is None and until is None:
         return True
+    from vessel.times import parse_rfc3339
+
     value = parse_rfc3339(stamp)
     if value is None:
         return True

@@ -10,8 +10,8 @@ records exit codes (database and exit file), calls `Engine.cleanup_runtime`
 and applies --rm.  It leaves by itself once it has supervised nothing for
 `_IDLE_GRACE` seconds.  It loads the engine (vessel.engine.core, the
 database) only to start containers and record their exits: once it has only
-served running containers for `_SLIM_AFTER` seconds it hands off to a copy
-of itself without it.
+served running containers for `_SLIM_AFTER` seconds, and they are at least
+`_SLIM_FROM`, it hands off to a copy of itself without it.
 
 vessel's own runtime is not exec'd: the monitor has vessel.runtime imported
 and runs each verb in a forked child.  Other runtimes are spawned.
@@ -27,7 +27,6 @@ and the per-container state go through a socket pair (SCM_RIGHTS) to the new
 program, exec'd in the same process, so that it stays the inits' parent.
 """
 
-import json
 import os
 import selectors
 import signal
@@ -38,12 +37,15 @@ import zlib
 # only light modules here: a slim monitor runs on these alone (the engine's are imported where used)
 from vessel.engine import attach
 from vessel.errors import Unavailable, VesselError
-from vessel.runtime import sync
+from vessel.runtime import jsonio, sync
 
 __all__ = ["Monitor", "connect", "request", "attach_to", "main", "runtime_error", "socket_path", "wake"]
 
 _IDLE_GRACE = 5.0          # an idle monitor waits this long for the next start before it leaves
-_SLIM_AFTER = 0.5          # a monitor quiet this long sheds the engine's code (a slim handoff)
+_SLIM_AFTER = 0.5          # a monitor quiet this long sheds the engine's code (a slim handoff) ...
+# ... when it serves this many containers: the ~4 MB it saves counts per container only when they are many,
+# while loading the engine again costs the next start ~12 ms
+_SLIM_FROM = 10
 _DRAIN_TIMEOUT = 2.0       # output is still read this long after the init exited
 _CLIENT_BACKLOG = 8 << 20  # an attach client that falls this many bytes behind is dropped
 _RUNTIME_TIMEOUT = 120
@@ -74,7 +76,7 @@ def runtime_error(log_path, verb, stderr=b""):
         with open(log_path, "rb") as handle:
             for line in handle:
                 try:
-                    entry = json.loads(line)
+                    entry = jsonio.loads(line)
                 except ValueError:
                     continue
                 if isinstance(entry, dict) and entry.get("level") in ("error", "fatal") and entry.get("msg"):
@@ -186,7 +188,7 @@ def request(engine, message, sock=None):
     """Send one request (on `sock` if given, a connection from `connect`); returns (socket, the answer as a dict)."""
     sock = sock or connect(engine)
     try:
-        sock.sendall(attach.frame(attach.REQUEST, json.dumps(message).encode()))
+        sock.sendall(attach.frame(attach.REQUEST, jsonio.dumps(message).encode()))
         reply = _read_frame(sock)
     except BaseException:
         sock.close()
@@ -194,7 +196,7 @@ def request(engine, message, sock=None):
     if reply is None or reply[0] != attach.EVENT:
         return sock, {"event": "error", "message": "the container monitor exited before answering", "code": 125,
                       "lost": True}
-    return sock, json.loads(reply[1])
+    return sock, jsonio.loads(reply[1])
 
 
 def attach_to(engine, container_id):
@@ -350,8 +352,8 @@ class Monitor:
     """The loop that owns every running container of one (root, runroot).
 
     The engine (vessel.engine.core, the database) is imported and opened on
-    first use; a monitor that has only running containers to serve for
-    `_SLIM_AFTER` seconds hands off to a fresh copy of itself without it, and
+    first use; a monitor that has only running containers (`_SLIM_FROM` or more)
+    to serve for `_SLIM_AFTER` seconds hands off to a fresh copy of itself without it, and
     loads it again on the next connection (a starting command connects before
     it prepares the bundle, so both happen at once).
     """
@@ -523,7 +525,7 @@ class Monitor:
             elif now - self.idle_since >= _IDLE_GRACE and self.leave():
                 return
             timeout = self.idle_since + _IDLE_GRACE - now if not self.busy() else None
-            if self._engine is not None and self.containers and not self.handoff_requested:
+            if self._engine is not None and len(self.containers) >= _SLIM_FROM and not self.handoff_requested:
                 if now - self.active_since >= _SLIM_AFTER:
                     self.handoff(slim=True)
                 timeout = self.active_since + _SLIM_AFTER - now if timeout is None else timeout
@@ -648,7 +650,7 @@ class Monitor:
         self._forget_pending(conn)
         kind, payload = frames[0]
         try:
-            message = json.loads(payload) if kind == attach.REQUEST else {}
+            message = jsonio.loads(payload) if kind == attach.REQUEST else {}
         except ValueError:
             message = {}
         op = message.get("op")
@@ -668,7 +670,7 @@ class Monitor:
     def _reply(conn, event):
         conn.setblocking(True)
         try:
-            conn.sendall(attach.frame(attach.EVENT, json.dumps(event).encode()))
+            conn.sendall(attach.frame(attach.EVENT, jsonio.dumps(event).encode()))
         except OSError:
             pass
 
@@ -1221,7 +1223,7 @@ class Monitor:
                 "clients": [client_state(c) for c in supervised.clients]})
         for conn, reader in self.pending.items():
             state["pending"].append({"sock": index(conn.fileno()), "buffer": reader.buffer.decode("latin-1")})
-        header = json.dumps(state).encode()
+        header = jsonio.dumps(state).encode()
         ours.sendall(len(header).to_bytes(8, "big") + header)
         for first in range(0, len(fds), _HANDOFF_FDS):
             sync.send_fds(ours, b"f", fds[first:first + _HANDOFF_FDS])
@@ -1242,7 +1244,7 @@ class Monitor:
 
         channel = socket.socket(fileno=channel_fd)
         size = int.from_bytes(_recv_exactly(channel, 8), "big")
-        state = json.loads(_recv_exactly(channel, size))
+        state = jsonio.loads(_recv_exactly(channel, size))
         fds = []
         while True:
             _, received = sync.receive_fds(channel, size=1, max_fds=_HANDOFF_FDS)

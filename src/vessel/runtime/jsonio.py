@@ -60,11 +60,11 @@ def _describe_error(text):
     return "invalid JSON: NaN and Infinity are not JSON numbers"
 
 
-def _encoder(indent):
+def _encoder(indent, ascii=True):
     return _json.make_encoder(
         {} if indent is None else None,  # circular-reference markers, only when compact
         _unserialisable,
-        _json.encode_basestring_ascii,
+        _json.encode_basestring_ascii if ascii else _json.encode_basestring,
         indent,
         ": " if indent is not None else ":",
         "," if indent is None else ",",
@@ -79,12 +79,13 @@ def _unserialisable(obj):
 
 
 _compact = _encoder(None)
+_compact_utf8 = _encoder(None, ascii=False)
 
 
-def dumps(value, indent=None):
-    """Serialise `value`; compact unless `indent` is given (then pretty)."""
+def dumps(value, indent=None, ensure_ascii=True):
+    """Serialise `value`; compact unless `indent` is given (then pretty, always ASCII)."""
     if indent is None:
-        return "".join(_compact(value, 0))
+        return "".join((_compact if ensure_ascii else _compact_utf8)(value, 0))
     return _pretty(value, " " * indent, 0)
 
 
