@@ -297,7 +297,7 @@ def _monitor_engine(root, runroot, monitor):
     from vessel.engine import networking
     from vessel.engine.core import Engine
 
-    networking.keep_default_bridge(monitor.call_later)
+    networking.keep_default_bridge(root, monitor.call_later)
 
     class MonitorEngine(Engine):
         def runtime(self, record, *args, capture=True, timeout=60, **kwargs):

@@ -35,6 +35,7 @@ _keep_default = False       # whether this process leaves an idle default bridge
 _defer = None               # call_later(delay, callback) of the monitor, which detaches default endpoints late
 _pending = {}               # container id -> ids of its default-bridge endpoints still to detach
 _kept = None                # (bridge, network id) of the default network this process left up
+_held = None                # the monitor's idle connection to network.db (see keep_default_bridge)
 
 
 def is_bridge_mode(mode):
@@ -53,7 +54,7 @@ def _networks(engine):
     return Networks(engine.root, keep_default=_keep_default)
 
 
-def keep_default_bridge(defer):
+def keep_default_bridge(root, defer):
     """From now on, this process's detaches leave an idle default bridge (and its rules) up.
 
     For the monitor: Docker keeps docker0 up, and making and removing the
@@ -63,9 +64,18 @@ def keep_default_bridge(defer):
     leaves a default-bridge endpoint without published ports to it (deleting
     a veth waits for the kernel, ~30 ms, which `run --rm` need not wait for).
     Its address stays taken until its veth is gone.
+
+    It also holds a connection to root's network database open for the
+    process's life: SQLite checkpoints and deletes the WAL when the last
+    connection closes, and makes it again on the next open, which every
+    attach and teardown would pay for otherwise.
     """
-    global _keep_default, _defer
+    global _keep_default, _defer, _held
+    from vessel.network.store import Store
+
     _keep_default, _defer = True, defer
+    if _held is None:
+        _held = Store(root)
 
 
 def remove_idle_default_bridge(root):

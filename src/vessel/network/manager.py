@@ -161,6 +161,8 @@ class Networks:
     # -- networks ---------------------------------------------------------------
 
     def _ensure_default(self):
+        if self.store.db.execute("SELECT 1 FROM networks WHERE predefined = 1").fetchone():
+            return  # the common case takes no write lock
         with self.store.transaction() as db:
             if db.execute("SELECT 1 FROM networks WHERE predefined = 1").fetchone():
                 return

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import zlib
 
 from vessel.errors import AlreadyExists, Conflict, NotFound
 
@@ -93,12 +94,18 @@ class Store:
         self.path = os.path.join(self.dir, "network.db")
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        # as the engine's state: WAL stays consistent without an fsync per commit (a power cut may lose the
+        # last ones, and the namespaces their addresses went to with them); an attach makes several commits
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        with self.transaction():
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
+        # the schema's fingerprint in user_version: opening a database already in this shape takes no write lock
+        fingerprint = zlib.crc32(SCHEMA.encode()) & 0x7FFFFFFF
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != fingerprint:
+            with self.transaction():
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {fingerprint}")
 
     def close(self):
         self.db.close()
