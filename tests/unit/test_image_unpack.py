@@ -222,3 +222,28 @@ def test_directory_xattrs_and_modes_kept_on_merge(tmp_path):
     assert sorted(os.listdir(tmp_path / "d")) == ["a", "b"]
     assert stat.S_IMODE(os.stat(tmp_path / "d").st_mode) == 0o751
     assert os.getxattr(tmp_path / "d", "user.dir") == b"1"
+
+
+@pytest.mark.parametrize("inflater", ["zlib", "isal"])
+@pytest.mark.parametrize("chunk", [1, 7, 4096, 1 << 20])
+def test_gzip_members_across_reads(monkeypatch, inflater, chunk):
+    """Several members, zero padding between them, at any read size: the bytes come out once each."""
+    import gzip
+    import zlib
+
+    from vessel.image import unpack
+
+    monkeypatch.setattr(unpack, "_inflate", zlib if inflater == "zlib" else pytest.importorskip("isal.isal_zlib"))
+    monkeypatch.setattr(unpack, "_CHUNK", chunk)
+    first = os.urandom(3000) + b"layer " * 200000
+    stream = gzip.compress(first) + bytes(10) + gzip.compress(b"second") + gzip.compress(first[:7000])
+    reader = unpack.decompressed(io.BytesIO(stream))
+    parts = []
+    while part := reader.read(1 << 20 if chunk > 7 else 100):
+        parts.append(part)
+    assert b"".join(parts) == first + b"second" + first[:7000]
+    for bad, message in ((stream[:len(stream) // 2], "corrupt gzip.*ended"), (stream + b"\x1f", "trailing garbage")):
+        reader = unpack.decompressed(io.BytesIO(bad))
+        with pytest.raises(InvalidArgument, match=message):
+            while reader.read(1 << 20):
+                pass

@@ -9,8 +9,10 @@ read it, this reader 0.15 s including sha256.
 
 Where the time goes (bench/unpack.py): GNU tar spends it all in the kernel,
 creating files; the same system calls cost us as much, plus the Python around
-them.  What helps: a reader thread decompresses (zlib directly, big chunks)
-and hashes a compressed layer; the fds of directories this layer made are
+them.  What helps: a reader thread decompresses (big chunks, through
+python-isal's zlib-compatible inflater when it is installed: Intel ISA-L
+inflates 2.2x as fast as zlib, and gzip is where most of a pull's time goes;
+zlib otherwise) and hashes a compressed layer; the fds of directories this layer made are
 kept, so their files need no openat2 of the full path; header checksums are
 summed with adler32 over the two halves of the block (each half's byte sum is
 below adler32's modulus, so the sum is exact) instead of sum() per byte.
@@ -55,6 +57,11 @@ from vessel.errors import InvalidArgument, Unavailable, Unsupported
 from vessel.runtime import linux
 
 __all__ = ["LayerResult", "apply_layer", "decompressed", "detect_compression"]
+
+try:
+    from isal import isal_zlib as _inflate
+except ImportError:  # no wheel for this platform: the standard library's zlib does the same, slower
+    _inflate = zlib
 
 try:
     from vessel.image._filewriter import (scan_headers as _scan_headers, take_files as _take_files,
@@ -129,7 +136,7 @@ class _Prefixed:
 
 
 class _Gunzip:
-    """gzip (one or more members) with zlib directly: big chunks, no GzipFile layers."""
+    """gzip (one or more members) with an inflater directly: big chunks, no GzipFile layers."""
 
     def __init__(self, source):
         self._source = source
@@ -141,20 +148,28 @@ class _Gunzip:
             if not self._input:
                 self._input = self._source.read(_CHUNK)
                 if not self._input:
-                    if self._inflater is not None:
-                        raise EOFError("compressed stream ended before the end-of-stream marker")
-                    return b""
+                    if self._inflater is None:
+                        return b""
+                    data = self._inflater.decompress(b"", size)  # ISA-L may hold output of input it took
+                    if data:
+                        return data
+                    raise EOFError("compressed stream ended before the end-of-stream marker")
             if self._inflater is None:
                 self._input = self._input.lstrip(b"\0")  # padding after a member
                 if not self._input:
                     continue
+                if len(self._input) < 2:  # the next member's magic may straddle two reads
+                    more = self._source.read(_CHUNK)
+                    if more:
+                        self._input += more
+                        continue
                 if not self._input.startswith(b"\x1f\x8b"):
                     raise OSError("trailing garbage after the gzip stream")
-                self._inflater = zlib.decompressobj(31)
+                self._inflater = _inflate.decompressobj(31)
             data = self._inflater.decompress(self._input, size)
             self._input = self._inflater.unconsumed_tail
-            if self._inflater.eof:
-                self._input = self._inflater.unused_data + self._input
+            if self._inflater.eof:  # what follows the member (zlib may leave a copy of it in unconsumed_tail too)
+                self._input = self._inflater.unused_data
                 self._inflater = None
             if data:
                 return data
@@ -167,7 +182,7 @@ class _Decompressed:
         head = fileobj.read(6)
         self.compression = detect_compression(head)
         source = _Prefixed(head, fileobj)
-        self._errors = (OSError, EOFError, zlib.error)
+        self._errors = (OSError, EOFError, zlib.error, _inflate.error)
         if self.compression == "gzip":
             self._stream = _Gunzip(source)
         elif self.compression == "zstd":
