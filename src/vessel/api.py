@@ -734,15 +734,21 @@ class Container:
             pass
 
     def wait(self, timeout=None, condition="not-running"):
-        """{"StatusCode": n, "Error": None} once the container stopped (or was removed)."""
+        """{"StatusCode": n, "Error": None} once the container stopped (or was removed).
+
+        As Docker's: a container its restart policy is about to start again counts as running, and the
+        wait ends at its next exit, restarted or not.
+        """
         if condition not in ("not-running", "next-exit", "removed"):
             raise InvalidArgument(f"invalid condition: {condition}")
         if condition == "next-exit":
             while self.engine.state.by_id(self.id) is not None and \
                     self.engine.state.by_id(self.id).status not in ("running", "paused"):
                 time.sleep(0.05)
-        current = self.engine.wait_exit(self.record, timeout)
-        if current is not None and current.status in ("running", "paused"):
+        began = time.monotonic()
+        current = self.engine.wait_exit(self.record, timeout, through_restarts=True)
+        if timeout is not None and time.monotonic() - began >= timeout and current is not None and \
+                current.status in ("running", "paused", "restarting"):
             raise TimeoutError(f"container {self.short_id} still running after {timeout}s")
         if condition == "removed":
             while self.engine.state.by_id(self.id) is not None:

@@ -110,6 +110,19 @@ def test_stop_and_rm_during_the_back_off(vessel, names):
     assert state["Status"] == "exited" and later == count
 
 
+def test_wait_on_a_restarting_container_ends_at_its_next_exit(vessel, names):
+    name = names("waitrs")
+    vessel("run", "-d", "--name", name, "--restart", "always", "busybox", "sh", "-c", "sleep 0.3; exit 3")
+    _until(lambda: _state(vessel, name)[1] >= 1, what="a restart")
+    # whether it runs or waits for its restart when the wait begins, the wait ends at an exit, with its code
+    for status in ("running", "restarting"):
+        _until(lambda: _state(vessel, name)[0]["Status"] == status, what=status)
+        dies = _actions(vessel, name).count("die")
+        assert vessel("wait", name).stdout == "3\n"
+        assert _actions(vessel, name).count("die") > dies
+    vessel("rm", "-f", name)
+
+
 def test_update_restart_policy(vessel, names):
     name = names("upd")
     vessel("create", "--name", name, "busybox", "sh", "-c", "exit 1")

@@ -453,16 +453,29 @@ class Engine:
         self.emit_event(record, "kill", signal=parse_signal(str(signal)))
         return record
 
-    def wait_exit(self, record, timeout=None):
-        """Poll until the container is no longer running; returns the fresh record (or None if removed)."""
+    def wait_exit(self, record, timeout=None, through_restarts=False):
+        """Poll until the container is no longer running; returns the fresh record (or None if removed).
+
+        `through_restarts` is Docker's `wait`: a container waiting to be restarted counts as running, and
+        any exit after the call began ends the wait (also one its restart policy has already undone).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.02
+        first = None
         while True:
             current = self.state.by_id(record.id)
             if current is None:
                 return None
             current = self.refresh(current)
-            if current.status not in (RUNNING, PAUSED):
+            if first is None:
+                first = current
+            if through_restarts and current.status in (RUNNING, PAUSED, RESTARTING):
+                # an exit since the first look: a new time of exit (a start resets it to 0), or more restarts
+                # than the one a waiting container was due (an exit and restart between two looks)
+                due = 1 if first.status == RESTARTING else 0
+                if current.finished not in (0, first.finished) or current.restart_count > first.restart_count + due:
+                    return current
+            elif current.status not in (RUNNING, PAUSED):
                 return current
             if deadline is not None and time.monotonic() >= deadline:
                 return current
