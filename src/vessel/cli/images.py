@@ -1,14 +1,12 @@
 """Image commands: images, image *, rmi, tag, history, save, load, import, pull, push,
 login, logout.  Output follows the Docker CLI's columns and wording.
 
-`--format` takes the Go-template subset people use in scripts: `{{.Field}}`,
-`{{json .}}`, `{{json .Field}}`, `{{.Map "key"}}`, `{{index .Map "key"}}` and a leading `table`.
+`--format` takes Go templates as Docker's does (vessel.cli.gotemplate), and a leading `table`.
 """
 
 import datetime
 import json
 import os
-import re
 import sys
 import time
 
@@ -89,116 +87,37 @@ def created_since(text):
 
 
 def table(rows, header):
-    """Docker's tabwriter layout: columns padded by 3, at least 10 wide, last one bare."""
-    widths = [max(10, max(len(str(r[i])) for r in [header] + rows) + 3) for i in range(len(header))]
+    """Docker's tabwriter layout: columns padded by 3, at least 10 wide, last one bare (rows may have fewer or
+    more cells than the header: a template can write a varying number of tabs)."""
+    every_row = [header] + rows
+    widths = [max(10, max(len(str(r[i])) for r in every_row if i < len(r)) + 3)
+              for i in range(max(map(len, every_row)))]
     lines = []
-    for row in [header] + rows:
+    for row in every_row:
         cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths)] + [str(row[-1])]
         lines.append("".join(cells).rstrip())
     return "\n".join(lines)
 
 
 def render(template, records, headers=None, kind="object"):
-    """Render a Go-template subset for each record (a dict); `table` prints a header row.
+    """Docker's --format: the Go template (vessel.cli.gotemplate) executed for each record (a dict), the
+    results one a line; a leading `table` adds Docker's header row (`headers` names the columns, else the
+    field's name in upper case) and aligns the tab-separated columns.
 
     A template Go's parser refuses, or a record without a field it names (`kind` is the record's type in the
     message), fails as Docker's does (InvalidArgument)."""
+    from vessel.cli.gotemplate import parse
+
     template = template.replace("\\t", "\t").replace("\\n", "\n")
     is_table = template.startswith("table")
     if is_table:
         template = template[len("table"):].strip()
-    pieces = _parse_template(template)
-
-    def one(record):
-        return "".join(piece if isinstance(piece, str) else piece.execute(record, kind) for piece in pieces)
-
-    lines = [one(r) for r in records]
+    compiled = parse(template)
+    lines = [compiled.execute(record, kind) for record in records]
     if not is_table:
         return "\n".join(lines)
-    header = "".join(piece if isinstance(piece, str) else (headers or {}).get(piece.path, piece.path.upper())
-                     for piece in pieces)
-    rows = [line.split("\t") for line in [header] + lines]
+    rows = [line.split("\t") for line in [compiled.header(headers or {})] + lines]
     return table(rows[1:], rows[0])
-
-
-class _Action:
-    """One {{...}} of a template: `.Path`, `json .Path`, `.Map "key"` or `index .Map "key"` (Path may be empty)."""
-
-    def __init__(self, function, path, key, line, column):
-        self.function, self.path, self.key, self.line, self.column = function, path, key, line, column
-
-    def execute(self, record, kind):
-        value = record
-        for depth, name in enumerate(self.path.split(".") if self.path else []):
-            if depth == 0 and isinstance(value, dict) and name not in value:
-                raise InvalidArgument(f'template: :{self.line}:{self.column}: executing "" at <.{self.path}>: '
-                                      f"can't evaluate field {name} in type {kind}")
-            value = value.get(name) if isinstance(value, dict) else None
-        if self.key is not None:  # {{.Label "key"}}, {{index .Labels "key"}}: a map entry
-            value = value.get(self.key, "") if isinstance(value, dict) else ""  # (Go: a nil map's zero)
-        if self.function == "json" or not self.path:
-            return json.dumps(value, separators=(",", ":"))
-        return _go_text(value)
-
-
-_ACTION = re.compile(r'(?:(json|index)\s+)?\.([A-Za-z_][A-Za-z0-9_.]*)?(?:\s+"([^"]*)")?')
-_GO_WORDS = frozenset("if else end range with define template block break continue nil and or not len index slice "
-                      "print printf println html js urlquery call eq ne lt le gt ge json join split lower upper "
-                      "title truncate pad".split())
-
-
-def _parse_template(template):
-    """The template as literal strings and _Actions; InvalidArgument worded as Docker's for what Go refuses."""
-    pieces, position = [], 0
-    while True:
-        start = template.find("{{", position)
-        if start < 0:
-            pieces.append(template[position:])
-            return pieces
-        end = template.find("}}", start + 2)
-        line = template.count("\n", 0, start) + 1
-        if end < 0:
-            raise InvalidArgument(f"template parsing error: template: :{line}: unclosed action")
-        text, body = template[position:start], template[start + 2:end]
-        if body.startswith("- "):  # {{- trims the space before
-            text, body = text.rstrip(), body[1:]
-        pieces.append(text)
-        position = end + 2
-        if body.endswith(" -"):  # -}} trims the space after
-            body = body[:-1]
-            while position < len(template) and template[position].isspace():
-                position += 1
-        inner = body.strip()
-        match = _ACTION.fullmatch(inner)
-        if match is None:
-            word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", inner)
-            if not inner:
-                reason = "missing value for command"
-            elif word and word.group() not in _GO_WORDS:
-                reason = f'function "{word.group()}" not defined'
-            else:
-                reason = (f"{{{{{inner}}}}} is not supported (vessel's --format takes {{{{.Field}}}}, "
-                          f'{{{{json .Field}}}}, {{{{index .Map "key"}}}} and table)')
-            raise InvalidArgument(f"template parsing error: template: :{line}: {reason}")
-        function, path, key = match.groups()
-        if function == "json" and key is not None:
-            raise InvalidArgument(f"template parsing error: template: :{line}: wrong number of args for json: "
-                                  "want 1 got 2")
-        column = start + 2 + (len(body) - len(body.lstrip())) - (template.rfind("\n", 0, start) + 1)
-        pieces.append(_Action(function, path or "", key, line, column + (len(function) + 1 if function else 0)))
-
-
-def _go_text(value):
-    """How Go's text/template prints a value: [a b], map[k:v], true, <no value>."""
-    if value is None:
-        return "<no value>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + " ".join(_go_text(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_go_text(v)}" for k, v in sorted(value.items())) + "]"
-    return str(value)
 
 
 def _echo(text):
