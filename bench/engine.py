@@ -15,10 +15,11 @@ state and socket), all with the same busybox image and no network:
                not the daemon) summed and divided by N.
   scale        500 created containers (plus 3 running) in one root: `vessel run
                --rm` there vs in an empty root and in one with the same 3
-               running (the difference the 500 rows make) and in one with 12
-               running (a monitor serving 10 or more sheds the engine when
-               quiet: the slim case), interleaved, each run 0.8 s after the
-               last command (past the 0.5 s after which it slims);
+               running (the difference the 500 rows make), in one with 12
+               running (a monitor serving 10 to 39 sheds the engine when
+               quiet: the slim case) and in one with 50 running (it keeps
+               the engine), interleaved, each run 0.8 s after the last
+               command (past the 0.5 s after which it slims);
                `ps -a`, `ps` and `inspect` with the 500.
   concurrency  50 `vessel run --rm busybox echo I` started at once: how many
                exit 0 with their own output, the wall time, what is left.
@@ -437,12 +438,13 @@ def part_memory(engines, args):
 
 def part_scale(bench, args):
     """`run` in an empty root, in one with 3 running containers, in one with N created + the same 3 running,
-    and in one with enough running containers for its monitor to go slim."""
+    in one with enough running containers for its monitor to go slim, and in one with more than that."""
     from vessel.api import Client
-    from vessel.engine.monitor import _SLIM_FROM
+    from vessel.engine.monitor import _SLIM_FROM, _SLIM_UNTIL
 
-    empty, few, full, busy = bench.vessel("empty"), bench.vessel("few"), bench.vessel("full"), bench.vessel("busy")
-    for engine in (empty, few, full, busy):
+    empty, few, full = bench.vessel("empty"), bench.vessel("few"), bench.vessel("full")
+    busy, crowded = bench.vessel("busy"), bench.vessel("crowded")
+    for engine in (empty, few, full, busy, crowded):
         engine.load_image(bench.rootfs_tar)
     started = time.perf_counter()
     client = Client(full.root, full.runroot)
@@ -452,7 +454,7 @@ def part_scale(bench, args):
     finally:
         client.close()
     made = time.perf_counter() - started
-    for engine, running in ((few, 3), (full, 3), (busy, _SLIM_FROM + 2)):
+    for engine, running in ((few, 3), (full, 3), (busy, _SLIM_FROM + 2), (crowded, _SLIM_UNTIL + 10)):
         for _ in range(running):
             engine.execute(engine.run_argv("sleep", "1000", detach=True))
     many = f"{args.containers} + 3 running"
@@ -466,6 +468,8 @@ def part_scale(bench, args):
                   harness.Contender(f"run ({many})", lambda i: full.run_argv("true"), pause, full.program),
                   harness.Contender(f"run ({_SLIM_FROM + 2} running, slim)", lambda i: busy.run_argv("true"), pause,
                                     busy.program),
+                  harness.Contender(f"run ({_SLIM_UNTIL + 10} running)", lambda i: crowded.run_argv("true"), pause,
+                                    crowded.program),
                   harness.Contender(f"ps -a ({many})", full.command("ps", "-a")),
                   harness.Contender(f"ps ({many})", full.command("ps")),
                   harness.Contender(f"inspect ({many})", full.command("inspect", f"created{args.containers // 2}"))]
@@ -474,7 +478,7 @@ def part_scale(bench, args):
     listed = len(full.sh("ps", "-aq").stdout.split())
     text = [f"{args.containers} created + 3 running containers in one root ({made:.1f} s to create them through "
             f"the Python API), `ps -a` lists {listed}; the same 3 running in another, none in a third; "
-            f"{_SLIM_FROM + 2} running in a fourth (its monitor slim between runs)",
+            f"{_SLIM_FROM + 2} running in a fourth (its monitor slim between runs), {_SLIM_UNTIL + 10} in a fifth",
             harness.format_table(rows, "run (empty)")]
     return {"rows": rows, "listed": listed, "create_seconds": made}, text
 

@@ -42,7 +42,14 @@ def test_wake_loads_the_engine_of_a_slim_monitor(vessel):
     _wait_for(lambda: _slim(pid, vessel.root))  # and sheds it again when nothing comes
     assert vessel("run", "--rm", "busybox", "echo", "hi").stdout == "hi\n"
     assert monitors(vessel) == [pid]
-    vessel("rm", "-f", "sleeper", *(f"sleeper{n}" for n in range(1, monitor._SLIM_FROM)))
+    # serving many, it keeps the engine again: its few MB are little for each of them
+    names = [f"sleeper{n}" for n in range(1, monitor._SLIM_UNTIL)]
+    for name in names[monitor._SLIM_FROM - 1:]:
+        vessel("run", "-d", "--name", name, "busybox", "sleep", "100")
+    _wait_for(lambda: _holds_database(pid, vessel.root))
+    time.sleep(2 * monitor._SLIM_AFTER)
+    assert _holds_database(pid, vessel.root)
+    vessel("rm", "-f", "sleeper", *names)
     _assert_clean(vessel)
 
 

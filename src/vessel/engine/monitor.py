@@ -11,7 +11,8 @@ and applies --rm.  It leaves by itself once it has supervised nothing for
 `_IDLE_GRACE` seconds.  It loads the engine (vessel.engine.core, the
 database) only to start containers and record their exits: once it has only
 served running containers for `_SLIM_AFTER` seconds, and they are at least
-`_SLIM_FROM`, it hands off to a copy of itself without it.
+`_SLIM_FROM` and fewer than `_SLIM_UNTIL`, it hands off to a copy of itself
+without it.
 
 vessel's own runtime is not exec'd: the monitor has vessel.runtime imported
 and runs each verb in a forked child.  Other runtimes are spawned.
@@ -43,9 +44,10 @@ __all__ = ["Monitor", "connect", "request", "attach_to", "main", "runtime_error"
 
 _IDLE_GRACE = 5.0          # an idle monitor waits this long for the next start before it leaves
 _SLIM_AFTER = 0.5          # a monitor quiet this long sheds the engine's code (a slim handoff) ...
-# ... when it serves this many containers: the ~4 MB it saves counts per container only when they are many,
-# while loading the engine again costs the next start ~12 ms
-_SLIM_FROM = 10
+# ... when it serves this many containers: the engine's ~5 MB is worth shedding only where it weighs on each
+# of them (below 10 the monitor costs more than they do either way; from 40 on it is ~0.1 MB each), while
+# loading it again costs the next command ~12 ms
+_SLIM_FROM, _SLIM_UNTIL = 10, 40
 _DRAIN_TIMEOUT = 2.0       # output is still read this long after the init exited
 _CLIENT_BACKLOG = 8 << 20  # an attach client that falls this many bytes behind is dropped
 _RUNTIME_TIMEOUT = 120
@@ -352,8 +354,8 @@ class Monitor:
     """The loop that owns every running container of one (root, runroot).
 
     The engine (vessel.engine.core, the database) is imported and opened on
-    first use; a monitor that has only running containers (`_SLIM_FROM` or more)
-    to serve for `_SLIM_AFTER` seconds hands off to a fresh copy of itself without it, and
+    first use; a monitor that has only running containers (`_SLIM_FROM` up to
+    `_SLIM_UNTIL`) to serve for `_SLIM_AFTER` seconds hands off to a fresh copy of itself without it, and
     loads it again on the next connection (a starting command connects before
     it prepares the bundle, so both happen at once).
     """
@@ -525,7 +527,8 @@ class Monitor:
             elif now - self.idle_since >= _IDLE_GRACE and self.leave():
                 return
             timeout = self.idle_since + _IDLE_GRACE - now if not self.busy() else None
-            if self._engine is not None and len(self.containers) >= _SLIM_FROM and not self.handoff_requested:
+            if self._engine is not None and _SLIM_FROM <= len(self.containers) < _SLIM_UNTIL and \
+                    not self.handoff_requested:
                 if now - self.active_since >= _SLIM_AFTER:
                     self.handoff(slim=True)
                 timeout = self.active_since + _SLIM_AFTER - now if timeout is None else timeout
