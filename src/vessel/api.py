@@ -10,11 +10,9 @@
 The `vessel` command is built on these calls.
 """
 
-import datetime
 import json
 import os
 import shlex
-import subprocess
 import time
 
 from vessel.engine import networking
@@ -63,8 +61,8 @@ def from_env():
 def rfc3339(seconds):
     if not seconds:
         return _ZERO_TIME
-    stamp = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    whole, micros = divmod(round(seconds * 1_000_000), 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
 
 
 class Client:
@@ -101,6 +99,8 @@ class Client:
         `since`/`until` are datetimes, unix seconds or Docker's strings (RFC3339, durations like
         "10m"); without `until` it follows new events until the caller stops iterating.
         """
+        import datetime
+
         from vessel.engine import events
         from vessel.times import parse_time
 
@@ -788,6 +788,8 @@ class Container:
     def exec_foreground(self, cmd, stdin=False, tty=False, detach=False, environment=None, user="", workdir="",
                         privileged=False):
         """Run `cmd` in the container on this process's stdio; returns its exit code."""
+        import subprocess
+
         self.reload()
         argv = self.engine.exec_argv(self.record, _command(cmd), tty=tty, detach=detach, env=_env(environment),
                                      user=user, workdir=workdir or "", privileged=privileged)
@@ -795,6 +797,7 @@ class Container:
 
     def _exec_code(self, argv, **kwargs):
         """Run the runtime's exec; a process that could not be started is 126 or 127, as in Docker."""
+        import subprocess
         import tempfile
 
         from vessel.engine.core import start_error_code
@@ -819,6 +822,8 @@ class Container:
         for a stream not asked for); with `stream` a generator of chunks (or pairs) and exit_code None.
         `environment`: dict or ["K=V"]; `user`: name or uid[:gid] from the container's /etc/passwd.
         """
+        import subprocess
+
         self.reload()
         argv = self.engine.exec_argv(self.record, _command(cmd), tty=tty, detach=detach, env=_env(environment),
                                      user=user, workdir=workdir or "", privileged=privileged)
@@ -946,6 +951,7 @@ def _host_options_document(config):
 def _exec_stream(argv, stdout, stderr, demux):
     """Chunks of a running exec as they come: bytes, or (stdout, stderr) pairs with `demux`."""
     import selectors
+    import subprocess
 
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
@@ -1114,8 +1120,8 @@ def mount_text(document):
 
 def volume_document(engine, volume):
     """Docker's `volume inspect` object."""
-    created = datetime.datetime.fromtimestamp(volume.created, datetime.timezone.utc)
-    return {"CreatedAt": created.strftime("%Y-%m-%dT%H:%M:%SZ"), "Driver": volume.driver,
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(volume.created))
+    return {"CreatedAt": created, "Driver": volume.driver,
             "Labels": volume.labels or None, "Mountpoint": engine.volumes.data_path(volume.name),
             "Name": volume.name, "Options": volume.options or None, "Scope": "local"}
 

@@ -8,7 +8,6 @@ date. `parse_rfc3339` reads the stamps vessel itself stores (log lines,
 images' and networks' `created`). `parse_duration` is Go's time.ParseDuration.
 """
 
-import datetime
 import re
 import time
 
@@ -69,6 +68,8 @@ def parse_rfc3339(text):
     if not match:
         return None
     stamp, fraction, zone = match.groups()
+    import datetime  # here: only time arguments need it, not the commands that import this module
+
     try:
         moment = datetime.datetime.fromisoformat(stamp + ("+00:00" if zone == "Z" else zone))
     except ValueError:
@@ -94,6 +95,8 @@ def _layout(value):
 
 def _from_layout(value, now):
     """`value` read by its layout as nanoseconds; ValueError (Go's wording) if it does not fit."""
+    import datetime
+
     layout, pattern, local = _layout(value)
     match = pattern.fullmatch(value)
     if not match:

@@ -11,7 +11,6 @@ import json
 import contextlib
 import functools
 import os
-import subprocess
 import sys
 import time
 
@@ -135,6 +134,8 @@ class Engine:
         return [path, "--root", os.path.join(self.runroot, "runtime-" + os.path.basename(path))]
 
     def runtime(self, record, *args, capture=True, timeout=60, **kwargs):
+        import subprocess
+
         argv = list(record.runtime) + [str(a) for a in args]
         if capture:
             kwargs.setdefault("stdin", subprocess.DEVNULL)
@@ -677,6 +678,8 @@ class Engine:
         if result.returncode != 0:
             raise Unavailable(result.stderr.decode().strip())
         pids = json.loads(result.stdout or b"[]")
+        import subprocess
+
         ps = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
         if ps.returncode != 0:
             raise InvalidArgument(f"ps: {ps.stderr.strip()}")

@@ -8,7 +8,6 @@ The newest RETAINED rows are kept. Readers select by sequence number, so a
 follower polls for rows after the last it saw.
 """
 
-import datetime
 import json
 import time
 
@@ -46,8 +45,8 @@ class Event:
 
     def line(self):
         """`docker events`' default line: time type action id (k=v, ...)."""
-        stamp = datetime.datetime.fromtimestamp(self.time_nano // 1_000_000_000, datetime.timezone.utc)
-        text = f"{stamp:%Y-%m-%dT%H:%M:%S}.{self.time_nano % 1_000_000_000:09d}Z {self.type} {self.action} " \
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.time_nano // 1_000_000_000))
+        text = f"{stamp}.{self.time_nano % 1_000_000_000:09d}Z {self.type} {self.action} " \
                f"{self.actor_id}"
         if self.attributes:
             text += " (" + ", ".join(f"{k}={v}" for k, v in sorted(self.attributes.items())) + ")"

@@ -5,7 +5,6 @@
 with `ContainerConfig.from_json`, so nothing downstream digs in dicts.
 """
 
-import csv
 import os
 import re
 
@@ -212,6 +211,8 @@ _BOOLEANS = {"1": True, "t": True, "true": True, "T": True, "TRUE": True, "True"
 
 def parse_mount(text):
     """`--mount type=bind|volume|tmpfs,source=,target=,...` as the Docker CLI and daemon read it."""
+    import csv
+
     values = {"type": "volume"}
     repeated = {"volume-opt": {}, "volume-label": {}}
     try:  # CSV as Docker reads it: "volume-opt=o=size=1m,uid=1000" in quotes keeps its comma

@@ -15,7 +15,6 @@ import contextlib
 import errno
 import json
 import os
-import shutil
 import stat
 import time
 
@@ -115,6 +114,8 @@ class Volumes:
                 db.execute("INSERT INTO volumes VALUES (?, ?, ?, ?, ?, ?)",
                            (name, driver, json.dumps(labels), json.dumps(options), volume.created, int(anonymous)))
             except BaseException:
+                import shutil
+
                 shutil.rmtree(os.path.dirname(data), ignore_errors=True)
                 raise
         events.record(self.state, "volume", "create", name, {"driver": driver})
@@ -150,6 +151,8 @@ class Volumes:
                 raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
             db.execute("DELETE FROM volumes WHERE name = ?", (name,))
             db.execute("DELETE FROM volume_mounts WHERE volume = ?", (name,))
+        import shutil
+
         unmount_all(self.data_path(name))
         shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
         events.record(self.state, "volume", "destroy", name, {"driver": "local"})

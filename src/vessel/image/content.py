@@ -11,7 +11,6 @@ validated before any path is built from them.
 
 import fcntl
 import os
-import shutil
 import time
 
 from vessel.errors import InvalidArgument, NotFound, Unavailable
@@ -151,6 +150,8 @@ class ContentStore:
             os.close(fd)
             return 0
         try:
+            import shutil
+
             size = sum(os.stat(os.path.join(directory, n)).st_blocks * 512 for n in names)
             shutil.rmtree(directory, ignore_errors=True)
             return size
@@ -270,6 +271,8 @@ class Writer:
         self._done = True
         os.close(self._fd)
         if remove:
+            import shutil
+
             shutil.rmtree(self.directory, ignore_errors=True)
         os.close(self._lock_fd)
 
