@@ -129,6 +129,31 @@ def test_handoff_keeps_containers(vessel):
     _assert_clean(vessel)
 
 
+def test_an_upgrade_on_disk_makes_the_monitor_hand_off(vessel):
+    from vessel.engine import monitor as monitor_module
+
+    vessel("run", "-d", "--name", "steady", "busybox", "sh", "-c", "echo up; sleep 100")
+    monitor = _monitor_pid(vessel, "steady")
+    _wait_for(lambda: monitors(vessel) == [monitor])
+    assert b"--successor" not in _cmdline(monitor)  # one container: no slim handoff either
+    # vessel "upgraded" under it: one of its files is newer than when the monitor started
+    path = monitor_module.__file__
+    before = os.stat(path)
+    try:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+        time.sleep(monitor_module._CODE_CHECK_EVERY)
+        assert vessel("run", "--rm", "busybox", "echo", "served").stdout == "served\n"
+        _wait_for(lambda: b"--successor" in _cmdline(monitor))
+    finally:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert monitors(vessel) == [monitor]
+    assert vessel("logs", "steady").stdout == "up\n"
+    vessel("stop", "-t", "0", "steady")
+    assert vessel("inspect", "-f", "{{.State.ExitCode}}", "steady").stdout == "137\n"
+    vessel("rm", "steady")
+    _assert_clean(vessel)
+
+
 def test_concurrent_run_rm(vessel):
     procs = [vessel.popen("run", "--rm", "busybox", "sh", "-c", f"echo out {i}; echo err {i} >&2; exit {i % 5}",
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(20)]

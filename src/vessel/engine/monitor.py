@@ -25,7 +25,10 @@ carries the container's streams.
 
 SIGHUP replaces the monitor by a fresh copy of itself (`handoff`): every fd
 and the per-container state go through a socket pair (SCM_RIGHTS) to the new
-program, exec'd in the same process, so that it stays the inits' parent.
+program, exec'd in the same process, so that it stays the inits' parent.  A
+monitor also hands off by itself when a command connects and vessel's files
+have changed on disk since it started (vessel was upgraded), so that the
+command is served by the code it came with.
 """
 
 import os
@@ -51,6 +54,7 @@ _SLIM_FROM, _SLIM_UNTIL = 10, 40
 _DRAIN_TIMEOUT = 2.0       # output is still read this long after the init exited
 _CLIENT_BACKLOG = 8 << 20  # an attach client that falls this many bytes behind is dropped
 _RUNTIME_TIMEOUT = 120
+_CODE_CHECK_EVERY = 2.0    # a connecting command makes the monitor look for an upgrade at most this often
 # vessel.runtime modules its verbs import on first use: imported once in the monitor, not in every child
 _RUNTIME_MODULES = ("verbs.create", "verbs.start", "verbs.delete", "verbs.state", "verbs.kill", "verbs.exec",
                     "launcher", "init", "process", "rootfs", "terminal", "relay", "hooks", "capabilities",
@@ -142,6 +146,22 @@ def _launch_monitor(engine, lock):
                 os.close(fd)
     if answer != b"ready":
         raise Unavailable(f"the container monitor did not start: {answer.decode(errors='replace') or 'see ' + log_path}")
+
+
+def _code_stamp():
+    """The newest modification time among vessel's source files and extensions (~0.4 ms to read)."""
+    import vessel
+
+    newest, directories = 0, [os.path.dirname(vessel.__file__)]
+    while directories:
+        with os.scandir(directories.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != "__pycache__":
+                        directories.append(entry.path)
+                elif entry.name.endswith((".py", ".so")):
+                    newest = max(newest, entry.stat(follow_symlinks=False).st_mtime_ns)
+    return newest
 
 
 def _monitor_argv(*args):
@@ -375,6 +395,7 @@ class Monitor:
         self.timers = []         # heap of Timer
         self.idle_since = self.active_since = time.monotonic()
         self.handoff_requested = False
+        self.code_stamp, self.code_checked = _code_stamp(), time.monotonic()
         self.pid = os.getpid()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
@@ -615,8 +636,18 @@ class Monitor:
             except BlockingIOError:
                 return
             self._add_pending(conn)
-            if self._engine is None:  # slim: loaded while the command prepares what it asks for (a start)
+            if self._upgraded():
+                self.handoff_requested = True  # the new code serves this command: the handoff takes it along
+            elif self._engine is None:  # slim: loaded while the command prepares what it asks for (a start)
                 self.load_engine()
+
+    def _upgraded(self):
+        """Whether vessel's files changed since this program started (looked at every _CODE_CHECK_EVERY s)."""
+        now = time.monotonic()
+        if self.handoff_requested or now - self.code_checked < _CODE_CHECK_EVERY:
+            return False
+        self.code_checked = now
+        return _code_stamp() != self.code_stamp
 
     def load_engine(self):
         """The engine, the runtime's modules and Docker's default seccomp filter, before a start needs them."""
