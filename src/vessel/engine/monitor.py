@@ -642,12 +642,14 @@ class Monitor:
                 self.load_engine()
 
     def _upgraded(self):
-        """Whether vessel's files changed since this program started (looked at every _CODE_CHECK_EVERY s)."""
+        """Whether vessel's files changed since this program started (looked at every _CODE_CHECK_EVERY s),
+        and have not changed for as long (an install still writing them is left to finish first)."""
         now = time.monotonic()
         if self.handoff_requested or now - self.code_checked < _CODE_CHECK_EVERY:
             return False
         self.code_checked = now
-        return _code_stamp() != self.code_stamp
+        stamp = _code_stamp()
+        return stamp != self.code_stamp and time.time_ns() - stamp >= _CODE_CHECK_EVERY * 1e9
 
     def load_engine(self):
         """The engine, the runtime's modules and Docker's default seccomp filter, before a start needs them."""
