@@ -149,10 +149,11 @@ def _launch_monitor(engine, lock):
 
 
 def _code_stamp():
-    """The newest modification time among vessel's source files and extensions (~0.4 ms to read)."""
+    """(fingerprint, newest modification time) of vessel's source files and extensions (~0.4 ms to read):
+    any file added, removed, or written changes the fingerprint."""
     import vessel
 
-    newest, directories = 0, [os.path.dirname(vessel.__file__)]
+    files, directories = [], [os.path.dirname(vessel.__file__)]
     while directories:
         with os.scandir(directories.pop()) as entries:
             for entry in entries:
@@ -160,8 +161,9 @@ def _code_stamp():
                     if entry.name != "__pycache__":
                         directories.append(entry.path)
                 elif entry.name.endswith((".py", ".so")):
-                    newest = max(newest, entry.stat(follow_symlinks=False).st_mtime_ns)
-    return newest
+                    info = entry.stat(follow_symlinks=False)
+                    files.append((entry.path, info.st_mtime_ns, info.st_size))
+    return hash(frozenset(files)), max((mtime for _, mtime, _ in files), default=0)
 
 
 def _monitor_argv(*args):
@@ -649,7 +651,7 @@ class Monitor:
             return False
         self.code_checked = now
         stamp = _code_stamp()
-        return stamp != self.code_stamp and time.time_ns() - stamp >= _CODE_CHECK_EVERY * 1e9
+        return stamp[0] != self.code_stamp[0] and time.time_ns() - stamp[1] >= _CODE_CHECK_EVERY * 1e9
 
     def load_engine(self):
         """The engine, the runtime's modules and Docker's default seccomp filter, before a start needs them."""
